@@ -1,0 +1,82 @@
+"""Torch plumbing: device choice, seeded generators, threads, tensor <-> numpy."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+
+class DeviceWarning(UserWarning):
+    """A requested device is not available and another one is used instead."""
+
+
+def resolve_device(device: str) -> torch.device:
+    """Turn ``"auto"``, ``"cpu"`` or ``"cuda"`` into a usable :class:`torch.device`.
+
+    ``"auto"`` takes CUDA when present. ``"cuda"`` without CUDA falls back to the CPU
+    with a :class:`DeviceWarning` (a model trained on a GPU must still load elsewhere).
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        warnings.warn(
+            f"device={device!r} was requested but CUDA is not available; using the CPU.",
+            DeviceWarning,
+            stacklevel=3,
+        )
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def seed_from(rng: np.random.RandomState) -> int:
+    """Draw one integer seed from a numpy ``RandomState``."""
+    return int(rng.randint(np.iinfo(np.int32).max))
+
+
+def generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A :class:`torch.Generator` on ``device`` seeded with ``seed``."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(seed))
+    return gen
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int) -> Iterator[None]:
+    """Seed torch's global RNG for module initialisation without disturbing the caller's."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
+
+
+# Measured on 2 shared CPU cores: the networks are small, so a step is dominated by
+# per-operator overhead; one intra-op thread is as fast as two and never collapses when
+# the other core is busy (see benchmarks/README.md).
+CPU_THREADS = 1
+
+
+@contextlib.contextmanager
+def torch_threads(device: torch.device, n_threads: int = CPU_THREADS) -> Iterator[None]:
+    """Run the body with ``n_threads`` intra-op threads on the CPU, then restore."""
+    if device.type != "cpu":
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def to_tensor(array: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A float32 tensor on ``device`` from an array-like."""
+    return torch.as_tensor(np.asarray(array, dtype=np.float32), device=device)
+
+
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A float64 numpy array from a tensor on any device."""
+    return tensor.detach().to("cpu", torch.float64).numpy()

@@ -1,0 +1,101 @@
+"""Data sets in any accepted form -> one padded array with a mask.
+
+skcinn's ``X`` always has a leading axis of data sets:
+
+* flat features, ``ndarray`` of shape (n_datasets, n_features);
+* i.i.d. sets or time series of equal size, ``ndarray`` (n_datasets, n_obs, n_features);
+* data sets of different sizes, a list of n_datasets arrays (n_obs_i, n_features).
+
+Ragged lists are padded once (vectorised, no per-observation Python loop) and carry a
+boolean mask of real observations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class DataSets:
+    """Data sets as one array plus a mask of real observations.
+
+    Attributes
+    ----------
+    values : ndarray of shape (n_datasets, n_features) or (n_datasets, n_obs, n_features)
+    mask : ndarray of bool of shape (n_datasets, n_obs), or None (every entry is real)
+    """
+
+    values: np.ndarray
+    mask: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def rank(self) -> int:
+        """2 for flat features, 3 for sets or series."""
+        return self.values.ndim
+
+    def take(self, index: np.ndarray) -> DataSets:
+        """The data sets at ``index`` (a new object; padding kept)."""
+        return DataSets(self.values[index], None if self.mask is None else self.mask[index])
+
+
+def is_list_of_sets(X) -> bool:
+    """Whether ``X`` is a list/tuple of per-data-set 2-D arrays (sizes may differ)."""
+    return isinstance(X, (list, tuple)) and len(X) > 0 and np.ndim(X[0]) == 2
+
+
+def pad(sets: list[np.ndarray]) -> DataSets:
+    """Pad a list of (n_obs_i, n_features) arrays to (n, max n_obs_i, n_features) + mask."""
+    lengths = np.fromiter((len(s) for s in sets), dtype=np.int64, count=len(sets))
+    flat = np.concatenate(sets, axis=0)
+    rows = np.repeat(np.arange(len(sets)), lengths)
+    cols = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    values = np.zeros((len(sets), lengths.max(), flat.shape[-1]), dtype=flat.dtype)
+    values[rows, cols] = flat
+    mask = np.zeros(values.shape[:2], dtype=bool)
+    mask[rows, cols] = True
+    return DataSets(values, mask)
+
+
+def check_ragged(sets, n_features: int | None = None) -> list[np.ndarray]:
+    """Validate a list of data sets: 2-D, non-empty, numeric, one feature count."""
+    out = []
+    for i, s in enumerate(sets):
+        a = np.asarray(s, dtype=np.float64)
+        if a.ndim != 2:
+            raise ValueError(
+                f"Data set {i} has shape {a.shape}; each data set in a list must be a 2-D "
+                "array (n_obs, n_features)."
+            )
+        if len(a) == 0:
+            raise ValueError(f"Data set {i} is empty; each data set needs at least one observation.")
+        n_features = a.shape[1] if n_features is None else n_features
+        if a.shape[1] != n_features:
+            raise ValueError(
+                f"Data set {i} has {a.shape[1]} features per observation, but data set 0 "
+                f"has {n_features}; all data sets must have the same number of features."
+            )
+        out.append(a)
+    return out
+
+
+def count_nonfinite(values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Indices of data sets (rows) holding a NaN or inf among their real entries."""
+    bad = ~np.isfinite(values)
+    if mask is not None:
+        bad &= mask[..., None]
+    return np.flatnonzero(bad.reshape(len(values), -1).any(axis=1))
+
+
+def check_finite(values: np.ndarray, mask: np.ndarray | None, name: str, unit: str) -> None:
+    """Raise a ValueError naming how many rows of ``values`` hold NaN or inf."""
+    bad = count_nonfinite(values, mask)
+    if len(bad):
+        raise ValueError(
+            f"{name} contains NaN or inf in {len(bad)} of {len(values)} {unit} "
+            f"(first at index {bad[0]}). Remove those {unit} or replace the values."
+        )

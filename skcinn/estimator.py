@@ -1,0 +1,581 @@
+"""``CINNPosteriorEstimator``: amortized posterior estimation as a scikit-learn estimator."""
+
+from __future__ import annotations
+
+import contextlib
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from . import _torch_utils as tu
+from ._sklearn_compat import Interval, StrOptions, _fit_context
+from .data import DataSets, check_finite, is_list_of_sets, pad
+from .networks.coupling import InvertibleNetwork
+from .networks.posterior import PosteriorNetwork
+from .networks.summary import make_summary_network
+from .simulation import as_datasets, as_prior, simulate_datasets
+from .training import TrainingConfig, train
+from .transforms import ParameterTransform, feature_moments, fit_parameter_transform
+
+_DRAWS_PER_CHUNK = 2**17  # draws per forward pass when sampling: bounds memory
+_PREDICT_DRAWS = 512  # fixed antithetic draws behind predict()
+
+
+def _build_network(config: dict) -> PosteriorNetwork:
+    """The posterior network described by a plain-data ``config`` (also used on load)."""
+    summary = make_summary_network(
+        config["summary"], config["n_features"], config["summary_dim"], config["summary_hidden"]
+    )
+    context = config["n_features"] if summary is None else summary.out_features
+    flow = InvertibleNetwork(
+        config["n_params"], context, config["n_blocks"], config["coupling"],
+        config["hidden"], config["seed"], config["bins"],
+    )
+    return PosteriorNetwork(flow, summary)
+
+
+@contextlib.contextmanager
+def _unchanged_on_error(est):
+    """Restore the estimator's fitted state if the body raises."""
+    saved = dict(est.__dict__)
+    try:
+        yield
+    except BaseException:
+        est.__dict__.clear()
+        est.__dict__.update(saved)
+        raise
+
+
+class CINNPosteriorEstimator(RegressorMixin, BaseEstimator):
+    r"""Amortized Bayesian posterior estimation with a conditional invertible network.
+
+    A summary network embeds each data set into a fixed-size vector :math:`\tilde{x}`; a
+    chain of conditional coupling blocks maps parameters :math:`\theta` to a standard
+    normal latent :math:`z` given :math:`\tilde{x}`. Both are trained jointly by maximum
+    likelihood on simulated pairs (Radev et al., 2020). Afterwards, posterior draws for
+    any number of data sets come from one batched pass of the inverse network.
+
+    Parameters
+    ----------
+    n_coupling_blocks : int, default=4
+        Number of coupling blocks in the invertible network.
+    coupling : {"affine", "spline"}, default="affine"
+        The paper's affine coupling, or rational-quadratic spline coupling. With a single
+        parameter there is nothing to split and an affine chain would make every
+        posterior Gaussian, so one-parameter models use spline blocks conditioned on the
+        summary (see ``coupling_``).
+    hidden_layer_sizes : tuple of int, default=(64, 64)
+        Hidden widths of every coupling sub-network.
+    spline_bins : int, default=8
+        Bins of each spline (``coupling="spline"`` or one parameter).
+    summary_network : {"auto", "deepset"} or None, default="auto"
+        ``"auto"``: none for flat 2-D ``X``, a DeepSet for sets (3-D or list ``X``).
+    summary_dim : int, default=16
+        Size of the learned summary.
+    summary_hidden_sizes : tuple of int, default=(64, 64)
+        Hidden widths of the summary network.
+    n_simulations : int, default=10_000
+        Pairs drawn by ``fit(simulator, prior)`` (per epoch when ``online=True``).
+    online : bool, default=False
+        With ``fit(simulator, prior)``, simulate fresh training pairs every epoch.
+    max_iter : int, default=100
+        Maximum number of epochs.
+    batch_size : int, default=128
+        Pairs per optimisation step.
+    learning_rate_init : float, default=1e-3
+        Initial Adam learning rate, decayed by a cosine schedule over ``max_iter``.
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the pairs; stop when their mean log density
+        stops improving and restore the best weights.
+    validation_fraction : float, default=0.1
+        Fraction held out for early stopping.
+    n_iter_no_change : int, default=10
+        Epochs without an improvement of more than ``tol`` before stopping.
+    tol : float, default=1e-4
+        Minimal improvement of the (validation) log density that counts.
+    random_state : int, RandomState instance or None, default=None
+        Fixes initialisation, permutations, simulation, shuffling and ``predict``.
+    verbose : int, default=0
+        Print one line per epoch when positive.
+    warm_start : bool, default=False
+        Continue training the fitted networks on the next call to ``fit``.
+    device : {"auto", "cpu", "cuda"}, default="auto"
+        ``"auto"`` takes CUDA when available.
+
+    Attributes
+    ----------
+    n_params_ : int
+        Number of parameters.
+    parameter_names_ : ndarray of str
+        Names from a DataFrame ``y`` or a dict prior; ``theta_0, ...`` otherwise.
+    n_features_in_ : int
+        Features per observation (flat ``X``: columns).
+    feature_names_in_ : ndarray of str
+        Column names of a DataFrame ``X``.
+    input_rank_ : int
+        2 for flat features, 3 for sets.
+    summary_network_ : str or None
+        The summary network used.
+    coupling_ : str
+        The coupling used.
+    device_ : torch.device
+        Where the networks live.
+    network_ : torch.nn.Module
+        The trained summary and invertible networks.
+    loss_curve_ : list of float
+        Mean training loss per epoch.
+    validation_scores_ : list of float
+        Mean validation log density per epoch (standardised space); empty without
+        early stopping.
+    best_validation_score_ : float or None
+    n_iter_ : int
+        Epochs run.
+    n_simulations_ : int
+        Training pairs used (per epoch when online).
+    n_failed_simulations_ : int
+        Simulations dropped because they returned NaN or inf.
+
+    See Also
+    --------
+    skcinn.simulate : Simulate a bank of training pairs for model selection.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skcinn import CINNPosteriorEstimator
+    >>> rng = np.random.default_rng(0)
+    >>> theta = rng.normal(size=(2000, 1))
+    >>> X = theta + 0.5 * rng.normal(size=(2000, 3))
+    >>> est = CINNPosteriorEstimator(max_iter=5, random_state=0).fit(X, theta)
+    >>> est.sample_posterior(X[:4], n_samples=100, random_state=0).shape
+    (4, 100, 1)
+    """
+
+    _parameter_constraints: dict = {
+        "n_coupling_blocks": [Interval(Integral, 1, None, closed="left")],
+        "coupling": [StrOptions({"affine", "spline"})],
+        "hidden_layer_sizes": [tuple, list],
+        "spline_bins": [Interval(Integral, 2, None, closed="left")],
+        "summary_network": [StrOptions({"auto", "deepset"}), None],
+        "summary_dim": [Interval(Integral, 1, None, closed="left")],
+        "summary_hidden_sizes": [tuple, list],
+        "n_simulations": [Interval(Integral, 2, None, closed="left")],
+        "online": ["boolean"],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "device": [StrOptions({"auto", "cpu", "cuda"})],
+    }
+
+    def __init__(
+        self,
+        *,
+        n_coupling_blocks: int = 4,
+        coupling: str = "affine",
+        hidden_layer_sizes: tuple[int, ...] = (64, 64),
+        spline_bins: int = 8,
+        summary_network: str | None = "auto",
+        summary_dim: int = 16,
+        summary_hidden_sizes: tuple[int, ...] = (64, 64),
+        n_simulations: int = 10_000,
+        online: bool = False,
+        max_iter: int = 100,
+        batch_size: int = 128,
+        learning_rate_init: float = 1e-3,
+        early_stopping: bool = True,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
+        random_state=None,
+        verbose: int = 0,
+        warm_start: bool = False,
+        device: str = "auto",
+    ) -> None:
+        self.n_coupling_blocks = n_coupling_blocks
+        self.coupling = coupling
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.spline_bins = spline_bins
+        self.summary_network = summary_network
+        self.summary_dim = summary_dim
+        self.summary_hidden_sizes = summary_hidden_sizes
+        self.n_simulations = n_simulations
+        self.online = online
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.device = device
+
+    # ------------------------------------------------------------------ input checks
+
+    def _validate_X(self, X, reset: bool) -> DataSets:
+        """X in any accepted form -> checked, float64 :class:`DataSets`."""
+        if is_list_of_sets(X):
+            data = as_datasets(X)
+        elif hasattr(X, "shape") and len(X.shape) >= 3:
+            data = DataSets(check_array(X, allow_nd=True, ensure_all_finite=False))
+        else:
+            return self._validate_flat(X, reset)
+        if not reset:
+            self._check_rank(3)
+        check_finite(data.values, data.mask, "X", "data sets")
+        self._check_features(data.values.shape[-1], reset)
+        return data
+
+    def _validate_flat(self, X, reset: bool) -> DataSets:
+        if not reset and getattr(X, "ndim", 2) == 2:
+            self._check_rank(2)
+        values = validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite=False)
+        check_finite(values, None, "X", "rows")
+        return DataSets(values)
+
+    def _check_rank(self, rank: int) -> None:
+        if rank != self.input_rank_:
+            fitted = "flat features (n, n_features)" if self.input_rank_ == 2 else (
+                "data sets (n, n_obs, n_features) or a list of them"
+            )
+            raise ValueError(
+                f"X has rank {rank}, but {type(self).__name__} was fitted on {fitted}; "
+                "pass X in the form used for fit."
+            )
+
+    def _check_features(self, n_features: int, reset: bool) -> None:
+        if reset:
+            self.n_features_in_ = n_features
+            self.__dict__.pop("feature_names_in_", None)
+        elif n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {n_features} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+
+    def _validate_theta(self, y, n: int, reset: bool) -> np.ndarray:
+        theta = check_array(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=False,
+                            input_name="y")
+        if theta.ndim == 1:
+            theta = theta[:, None]
+        if theta.ndim != 2 or len(theta) != n:
+            raise ValueError(
+                f"y has shape {theta.shape}, but X holds {n} data sets; expected y of shape "
+                f"({n}, n_params) or ({n},)."
+            )
+        if not reset and theta.shape[1] != self.n_params_:
+            raise ValueError(
+                f"y has {theta.shape[1]} parameters, but {type(self).__name__} was fitted "
+                f"with {self.n_params_}."
+            )
+        check_finite(theta, None, "y", "rows")
+        return theta
+
+    # ---------------------------------------------------------------------- training
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the networks on simulated pairs.
+
+        Parameters
+        ----------
+        X : array-like, list of array-like, or callable
+            Data sets: ndarray (n, n_features), ndarray (n, n_obs, n_features) or a list
+            of n arrays (n_obs_i, n_features). Or a batched simulator
+            ``simulator(theta, rng) -> X``: then ``y`` is the prior and ``n_simulations``
+            pairs are drawn (every epoch when ``online=True``).
+        y : array-like of shape (n, n_params) or (n,), or a prior
+            The parameters that generated each data set; or, with a simulator, the prior
+            (callable ``prior(n, rng)``, scipy.stats distribution, dict or list of them).
+
+        Returns
+        -------
+        self : CINNPosteriorEstimator
+            The fitted estimator.
+        """
+        with _unchanged_on_error(self):
+            rng = check_random_state(self.random_state)
+            refresh = None
+            if callable(X) and not hasattr(X, "shape"):
+                data, theta, lower, upper, names, refresh = self._simulate(X, y, rng)
+            else:
+                names = [str(c) for c in y.columns] if hasattr(y, "columns") else None
+                data = self._validate_X(X, reset=not self._continuing())
+                theta = self._validate_theta(y, len(data), reset=not self._continuing())
+                lower, upper = np.full(theta.shape[1], -np.inf), np.full(theta.shape[1], np.inf)
+                self.n_failed_simulations_ = 0
+            theta_1d = not refresh and np.ndim(y) == 1 if not callable(X) else False
+            self._fit_data(data, theta, lower, upper, names, rng, refresh)
+            if not self._continuing() or not hasattr(self, "_theta_1d"):
+                self._theta_1d = theta_1d
+        return self
+
+    def _continuing(self) -> bool:
+        return bool(self.warm_start) and hasattr(self, "network_")
+
+    def _simulate(self, simulator, prior, rng):
+        prior = as_prior(prior)
+        sim_rng = np.random.default_rng(tu.seed_from(rng))
+        data, theta, failed = simulate_datasets(simulator, prior, self.n_simulations, sim_rng)
+        self._check_features(data.values.shape[-1], reset=not self._continuing())
+        self.n_failed_simulations_ = len(failed)
+        lower, upper = prior.support(theta.shape[1])
+
+        def refresh(epoch: int):
+            fresh, fresh_theta, _ = simulate_datasets(simulator, prior, self.n_simulations, sim_rng)
+            return self._tensors(fresh, fresh_theta)
+
+        return data, theta, lower, upper, prior.names, refresh if self.online else None
+
+    def _fit_data(self, data, theta, lower, upper, names, rng, refresh) -> None:
+        continuing = self._continuing()
+        if continuing:
+            self._check_rank(data.rank)
+        else:
+            self._initialise(data, theta, lower, upper, names, rng)
+        n_val = int(round(self.validation_fraction * len(theta))) if self.early_stopping else 0
+        if self.early_stopping and not 1 <= n_val < len(theta):
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction} of {len(theta)} pairs leaves "
+                "no validation or no training pairs; add data or set early_stopping=False."
+            )
+        order = rng.permutation(len(theta))
+        val, fit_idx = order[:n_val], order[n_val:]
+        tensors = self._tensors(data.take(fit_idx), theta[fit_idx])
+        validation = self._tensors(data.take(val), theta[val]) if n_val else None
+        config = TrainingConfig(
+            self.max_iter, self.batch_size, self.learning_rate_init,
+            self.n_iter_no_change, self.tol, verbose=self.verbose,
+        )
+        gen = tu.generator(tu.seed_from(rng), tensors[0].device)
+        with tu.torch_threads(self.device_):
+            history = train(self.network_, tensors, validation, config, gen, self.device_,
+                            refresh)
+        previous = self.loss_curve_ if continuing else []
+        self.loss_curve_ = previous + history.loss_curve
+        self.validation_scores_ = (self.validation_scores_ if continuing else []) + (
+            history.validation_scores
+        )
+        self.best_validation_score_ = history.best_score if n_val else None
+        self.n_iter_ = history.n_iter
+        self.n_simulations_ = len(fit_idx)
+        self.fit_time_ = history.seconds
+
+    def _initialise(self, data, theta, lower, upper, names, rng) -> None:
+        """Resolve settings, fit the standardisations and build fresh networks."""
+        n_params = theta.shape[1]
+        self.n_params_ = n_params
+        self.input_rank_ = data.rank
+        self.parameter_names_ = np.asarray(
+            names if names and len(names) == n_params else [f"theta_{i}" for i in range(n_params)],
+            dtype=object,
+        )
+        self.summary_network_ = self._resolve_summary(data.rank)
+        self.coupling_ = "spline" if n_params == 1 else self.coupling
+        self.device_ = tu.resolve_device(self.device)
+        self._x_mean, self._x_std = feature_moments(data.values, data.mask)
+        self._theta_transform = fit_parameter_transform(theta, lower, upper)
+        self._network_config = {
+            "n_params": n_params, "n_features": int(data.values.shape[-1]),
+            "summary": self.summary_network_, "summary_dim": self.summary_dim,
+            "summary_hidden": tuple(self.summary_hidden_sizes), "n_blocks": self.n_coupling_blocks,
+            "coupling": self.coupling_, "hidden": tuple(self.hidden_layer_sizes),
+            "bins": self.spline_bins, "seed": tu.seed_from(rng),
+        }
+        with tu.seeded_init(tu.seed_from(rng)):
+            self.network_ = _build_network(self._network_config).to(self.device_)
+        z = torch.randn(_PREDICT_DRAWS // 2, n_params, generator=tu.generator(tu.seed_from(rng)))
+        self._predict_z = torch.cat([z, -z])
+
+    def _resolve_summary(self, rank: int) -> str | None:
+        if self.summary_network == "auto":
+            return None if rank == 2 else "deepset"
+        if (self.summary_network is None) != (rank == 2):
+            raise ValueError(
+                f"summary_network={self.summary_network!r} does not fit X of rank {rank}: use "
+                "None (or 'auto') for flat features and a set network for data sets."
+            )
+        return self.summary_network
+
+    def _tensors(self, data: DataSets, theta: np.ndarray | None = None) -> tuple:
+        """Standardised float32 tensors ``(theta_u, x[, mask])`` (``theta_u`` if given)."""
+        x = (data.values - self._x_mean) / self._x_std
+        if data.mask is not None:
+            x = np.where(data.mask[..., None], x, 0.0)
+        out = [tu.to_tensor(x)]
+        if data.mask is not None:
+            out.append(torch.as_tensor(data.mask))
+        if theta is not None:
+            u, _ = self._theta_transform(torch.as_tensor(theta))
+            out.insert(0, u.float())
+        small = sum(t.numel() * t.element_size() for t in out) < 2**30
+        return tuple(t.to(self.device_) if small else t for t in out)
+
+    # --------------------------------------------------------------------- inference
+
+    def _conditions(self, data: DataSets) -> torch.Tensor:
+        """The summary (condition) of every data set, computed once, in chunks."""
+        tensors = self._tensors(data)
+        out = []
+        for start in range(0, len(data), 4096):
+            chunk = [t[start : start + 4096].to(self.device_) for t in tensors]
+            out.append(self.network_.condition(*chunk))
+        return torch.cat(out)
+
+    def _draw(self, data: DataSets, n_samples: int, latent) -> np.ndarray:
+        """Posterior draws (n_datasets, n_samples, n_params) in the original space.
+
+        ``latent(n_sets)`` returns standard normal draws (n_sets, n_samples, n_params).
+        """
+        out = np.empty((len(data), n_samples, self.n_params_))
+        per_chunk = max(1, _DRAWS_PER_CHUNK // n_samples)
+        with tu.torch_threads(self.device_), torch.inference_mode():
+            self.network_.eval()
+            cond = self._conditions(data)
+            for start in range(0, len(data), per_chunk):
+                c = cond[start : start + per_chunk]
+                u, _ = self.network_.sample(latent(len(c)).to(self.device_), c)
+                theta = self._theta_transform.inverse(u.to("cpu", torch.float64))
+                out[start : start + len(c)] = theta.numpy()
+        return out
+
+    def sample_posterior(self, X, n_samples: int = 1000, random_state=None) -> np.ndarray:
+        """Draw from the posterior of every data set in ``X``.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Data sets, in the form used for ``fit``; one data set as ``X[None]``.
+        n_samples : int, default=1000
+            Draws per data set.
+        random_state : int, RandomState instance or None, default=None
+            Seed of the draws: the same seed gives the same draws.
+
+        Returns
+        -------
+        ndarray of shape (n_datasets, n_samples, n_params)
+            Posterior draws, inside the prior's support.
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, Integral) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}.")
+        data = self._validate_X(X, reset=False)
+        gen = tu.generator(tu.seed_from(check_random_state(random_state)))
+
+        def latent(n_sets):
+            return torch.randn(n_sets, n_samples, self.n_params_, generator=gen)
+
+        return self._draw(data, n_samples, latent)
+
+    def predict(self, X, return_std: bool = False):
+        """Posterior means (and standard deviations) of the parameters.
+
+        Estimated from 512 fixed antithetic latent draws shared by all data sets, so a
+        data set's prediction does not depend on which other data sets are passed.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Data sets, in the form used for ``fit``.
+        return_std : bool, default=False
+            Also return posterior standard deviations.
+
+        Returns
+        -------
+        mean : ndarray of shape (n_datasets, n_params), or (n_datasets,) for 1-D ``y``
+        std : ndarray of the same shape, only with ``return_std=True``
+        """
+        check_is_fitted(self)
+        data = self._validate_X(X, reset=False)
+        z = self._predict_z
+        draws = self._draw(data, len(z), lambda n: z.expand(n, *z.shape))
+        mean, std = draws.mean(axis=1), draws.std(axis=1)
+        if self._theta_1d:
+            mean, std = mean[:, 0], std[:, 0]
+        return (mean, std) if return_std else mean
+
+    def log_posterior(self, X, y) -> np.ndarray:
+        """log q(theta_i | X_i) of each pair, in the original parameter space.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Data sets, in the form used for ``fit``.
+        y : array-like of shape (n_datasets, n_params) or (n_datasets,)
+            Parameter values to evaluate (``-inf`` outside the prior's support).
+
+        Returns
+        -------
+        ndarray of shape (n_datasets,)
+        """
+        check_is_fitted(self)
+        data = self._validate_X(X, reset=False)
+        theta = self._validate_theta(y, len(data), reset=False)
+        u, ladj = self._theta_transform(torch.as_tensor(theta))
+        tensors = (u.float(), *self._tensors(data))
+        with tu.torch_threads(self.device_), torch.inference_mode():
+            self.network_.eval()
+            logq = [
+                self.network_.log_prob(*[t[s : s + 4096].to(self.device_) for t in tensors])
+                for s in range(0, len(theta), 4096)
+            ]
+        return tu.to_numpy(torch.cat(logq)) + ladj.numpy()
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Mean log posterior density of the true parameters (higher is better).
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Held-out data sets.
+        y : array-like of shape (n_datasets, n_params) or (n_datasets,)
+            The parameters that generated them.
+        sample_weight : array-like of shape (n_datasets,), default=None
+            Weights of the data sets.
+
+        Returns
+        -------
+        float
+        """
+        return float(np.average(self.log_posterior(X, y), weights=sample_weight))
+
+    # ------------------------------------------------------------------ scikit-learn
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.input_tags.three_d_array = True
+        tags.regressor_tags.poor_score = True
+        return tags
+
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())
+        if "network_" in state:
+            state["network_"] = {k: v.detach().cpu() for k, v in self.network_.state_dict().items()}
+            state["_theta_transform"] = dict(self._theta_transform.state_dict())
+            state.pop("device_", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        weights = state.get("network_")
+        if weights is not None:
+            state["device_"] = tu.resolve_device(state["device"])
+            network = _build_network(state["_network_config"])
+            network.load_state_dict(weights)
+            state["network_"] = network.to(state["device_"]).eval()
+            state["_theta_transform"] = ParameterTransform(**state["_theta_transform"])
+        super().__setstate__(state)
