@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import _torch_utils as tu
 from ._sklearn_compat import Interval, StrOptions, _fit_context
-from .data import DataSets, check_finite, is_list_of_sets, pad
+from .data import DataSets, check_finite, is_list_of_sets
 from .networks.coupling import InvertibleNetwork
 from .networks.posterior import PosteriorNetwork
 from .networks.summary import make_summary_network
@@ -82,18 +82,18 @@ class CINNPosteriorEstimator(RegressorMixin, BaseEstimator):
         Pairs drawn by ``fit(simulator, prior)`` (per epoch when ``online=True``).
     online : bool, default=False
         With ``fit(simulator, prior)``, simulate fresh training pairs every epoch.
-    max_iter : int, default=100
+    max_iter : int, default=60
         Maximum number of epochs.
     batch_size : int, default=128
         Pairs per optimisation step.
-    learning_rate_init : float, default=1e-3
+    learning_rate_init : float, default=2e-3
         Initial Adam learning rate, decayed by a cosine schedule over ``max_iter``.
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the pairs; stop when their mean log density
         stops improving and restore the best weights.
     validation_fraction : float, default=0.1
         Fraction held out for early stopping.
-    n_iter_no_change : int, default=10
+    n_iter_no_change : int, default=20
         Epochs without an improvement of more than ``tol`` before stopping.
     tol : float, default=1e-4
         Minimal improvement of the (validation) log density that counts.
@@ -190,12 +190,12 @@ class CINNPosteriorEstimator(RegressorMixin, BaseEstimator):
         summary_hidden_sizes: tuple[int, ...] = (64, 64),
         n_simulations: int = 10_000,
         online: bool = False,
-        max_iter: int = 100,
+        max_iter: int = 60,
         batch_size: int = 128,
-        learning_rate_init: float = 1e-3,
+        learning_rate_init: float = 2e-3,
         early_stopping: bool = True,
         validation_fraction: float = 0.1,
-        n_iter_no_change: int = 10,
+        n_iter_no_change: int = 20,
         tol: float = 1e-4,
         random_state=None,
         verbose: int = 0,

@@ -9,7 +9,8 @@ from torch.nn import functional as F
 
 MIN_BIN = 1e-3
 MIN_DERIVATIVE = 1e-3
-_SHIFT = math.log(math.e - 1.0)  # softplus(0 + _SHIFT) == 1: zero parameters give the identity
+# MIN_DERIVATIVE + softplus(0 + _SHIFT) == 1: zero parameters give the identity
+_SHIFT = math.log(math.expm1(1.0 - MIN_DERIVATIVE))
 
 
 def _knots(raw: torch.Tensor, bound: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,6 +9,8 @@ from torch import nn
 
 from .mlp import MLP
 
+MAX_MOMENT_FEATURES = 16
+
 
 class DeepSet(nn.Module):
     r"""A permutation-invariant summary of an i.i.d. data set (Zaheer et al., 2017).
@@ -18,6 +20,10 @@ class DeepSet(nn.Module):
     of the set size, to the summary. The log set size is also appended to the output,
     because the width of a posterior depends on how many observations it rests on.
 
+    Next to the learned embedding, the pool holds the members' first and (for up to
+    ``MAX_MOMENT_FEATURES`` features) second raw moments: they are sufficient for many
+    models and measured to speed up learning a lot (see benchmarks/README.md).
+
     Parameters
     ----------
     in_features : int
@@ -26,6 +32,9 @@ class DeepSet(nn.Module):
         Size of the learned summary; the output has ``summary_dim + 1`` features.
     hidden : sequence of int
         Hidden widths of :math:`\phi` and :math:`\rho`.
+    moments : int or None
+        Raw moments pooled next to the embedding: 0, 1 or 2; ``None`` chooses 2 up to
+        ``MAX_MOMENT_FEATURES`` features and 1 above.
 
     Attributes
     ----------
@@ -33,16 +42,33 @@ class DeepSet(nn.Module):
         Size of the summary vector, ``summary_dim + 1``.
     """
 
-    def __init__(self, in_features: int, summary_dim: int = 16, hidden: Sequence[int] = (64, 64)):
+    def __init__(
+        self,
+        in_features: int,
+        summary_dim: int = 16,
+        hidden: Sequence[int] = (64, 64),
+        moments: int | None = None,
+    ) -> None:
         super().__init__()
         hidden = tuple(hidden)
+        if moments is None:
+            moments = 2 if in_features <= MAX_MOMENT_FEATURES else 1
+        pairs = torch.triu_indices(in_features, in_features) if moments >= 2 else None
+        self.register_buffer("pairs", pairs)
+        self.moments = moments
+        n_moments = (in_features if moments >= 1 else 0) + (0 if pairs is None else pairs.shape[1])
         self.phi = MLP(in_features, hidden[-1], hidden[:-1], final_activation=True)
-        self.rho = MLP(hidden[-1] + 1, summary_dim, hidden)
+        self.rho = MLP(hidden[-1] + n_moments + 1, summary_dim, hidden)
         self.out_features = summary_dim + 1
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Summarise ``x`` of shape (batch, n_obs, features) with a (batch, n_obs) mask."""
-        h = self.phi(x)
+        h = [self.phi(x)]
+        if self.moments >= 1:
+            h.append(x)
+        if self.pairs is not None:
+            h.append(x[..., self.pairs[0]] * x[..., self.pairs[1]])
+        h = torch.cat(h, dim=-1)
         if mask is None:
             pooled = h.mean(dim=1)
             n = h.new_full((h.shape[0], 1), float(h.shape[1]))
