@@ -72,7 +72,9 @@ def check_ragged(sets, n_features: int | None = None) -> list[np.ndarray]:
                 "array (n_obs, n_features)."
             )
         if len(a) == 0:
-            raise ValueError(f"Data set {i} is empty; each data set needs at least one observation.")
+            raise ValueError(
+                f"Data set {i} is empty; each data set needs at least one observation."
+            )
         n_features = a.shape[1] if n_features is None else n_features
         if a.shape[1] != n_features:
             raise ValueError(

@@ -14,7 +14,7 @@ from torch import nn
 def _support_map(
     theta: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """theta -> y in R per column: scaled logit on (a, b), log on half-lines; with log|dy/dtheta|."""
+    """theta -> y in R per column (logit on (a, b), log on half-lines) and log|dy/dtheta|."""
     lo, hi = torch.isfinite(lower), torch.isfinite(upper)
     a = torch.where(lo, lower, torch.zeros_like(lower))
     b = torch.where(hi, upper, torch.ones_like(upper))

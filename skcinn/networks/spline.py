@@ -17,8 +17,8 @@ def _knots(raw: torch.Tensor, bound: float) -> tuple[torch.Tensor, torch.Tensor]
     """Bin sizes and knot positions on [-bound, bound] from unnormalised logits."""
     bins = raw.shape[-1]
     size = MIN_BIN + (1.0 - MIN_BIN * bins) * torch.softmax(raw, dim=-1)
-    knots = F.pad(torch.cumsum(size, dim=-1), (1, 0)) * (2 * bound) - bound
-    knots = torch.cat([knots[..., :1] * 0 - bound, knots[..., 1:-1], knots[..., -1:] * 0 + bound], -1)
+    inner = torch.cumsum(size[..., :-1], dim=-1) * (2 * bound) - bound
+    knots = F.pad(F.pad(inner, (1, 0), value=-bound), (0, 1), value=bound)
     return knots[..., 1:] - knots[..., :-1], knots
 
 

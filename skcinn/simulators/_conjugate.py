@@ -51,7 +51,7 @@ def split_sets(values: np.ndarray, lengths: np.ndarray) -> list[np.ndarray] | np
     """Padded (n, n_max, d) -> list of (n_i, d) arrays, or the array if sizes are equal."""
     if np.all(lengths == values.shape[1]):
         return values
-    return [v[:k] for v, k in zip(values, lengths)]
+    return [v[:k] for v, k in zip(values, lengths, strict=True)]
 
 
 def masked(data: DataSets) -> tuple[np.ndarray, np.ndarray]:
