@@ -59,8 +59,9 @@ CPU_THREADS = 1
 
 
 @contextlib.contextmanager
-def torch_threads(device: torch.device, n_threads: int = CPU_THREADS) -> Iterator[None]:
-    """Run the body with ``n_threads`` intra-op threads on the CPU, then restore."""
+def torch_threads(device: torch.device, n_threads: int | None = None) -> Iterator[None]:
+    """Run the body with ``n_threads`` (default ``CPU_THREADS``) threads on the CPU."""
+    n_threads = CPU_THREADS if n_threads is None else n_threads
     if device.type != "cpu":
         yield
         return
