@@ -266,10 +266,12 @@ class CINNPosteriorEstimator(RegressorMixin, BaseEstimator):
                 f"{self.n_features_in_} features as input."
             )
 
-    def _validate_theta(self, y, n: int, reset: bool) -> np.ndarray:
+    def _validate_theta(self, y, n: int, reset: bool) -> tuple[np.ndarray, bool]:
+        """y -> float64 (n, n_params) array, and whether y was one-dimensional."""
         theta = check_array(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=False,
                             input_name="y")
-        if theta.ndim == 1:
+        was_1d = theta.ndim == 1
+        if was_1d:
             theta = theta[:, None]
         if theta.ndim != 2 or len(theta) != n:
             raise ValueError(
@@ -282,7 +284,7 @@ class CINNPosteriorEstimator(RegressorMixin, BaseEstimator):
                 f"with {self.n_params_}."
             )
         check_finite(theta, None, "y", "rows")
-        return theta
+        return theta, was_1d
 
     # ---------------------------------------------------------------------- training
 
@@ -308,29 +310,37 @@ class CINNPosteriorEstimator(RegressorMixin, BaseEstimator):
         """
         with _unchanged_on_error(self):
             rng = check_random_state(self.random_state)
-            refresh = None
+            reset = not (self.warm_start and hasattr(self, "network_"))
             if callable(X) and not hasattr(X, "shape"):
-                data, theta, lower, upper, names, refresh = self._simulate(X, y, rng)
+                data, theta, lower, upper, names, refresh = self._simulate(X, y, rng, reset)
+                theta_1d = False
             else:
+                if y is None:
+                    raise ValueError(
+                        f"{type(self).__name__} requires y to be passed, but the target y is None."
+                    )
                 names = [str(c) for c in y.columns] if hasattr(y, "columns") else None
-                data = self._validate_X(X, reset=not self._continuing())
-                theta = self._validate_theta(y, len(data), reset=not self._continuing())
+                data = self._validate_X(X, reset=reset)
+                theta, theta_1d = self._validate_theta(y, len(data), reset=reset)
                 lower, upper = np.full(theta.shape[1], -np.inf), np.full(theta.shape[1], np.inf)
-                self.n_failed_simulations_ = 0
-            theta_1d = not refresh and np.ndim(y) == 1 if not callable(X) else False
-            self._fit_data(data, theta, lower, upper, names, rng, refresh)
-            if not self._continuing() or not hasattr(self, "_theta_1d"):
+                refresh, self.n_failed_simulations_ = None, 0
+            if len(theta) < 2:
+                raise ValueError(
+                    f"n_samples={len(theta)}: training needs at least 2 (X, y) pairs."
+                )
+            if reset:
+                self._initialise(data, theta, lower, upper, names, rng)
                 self._theta_1d = theta_1d
+            else:
+                self._check_rank(data.rank)
+            self._fit_data(data, theta, rng, refresh, continuing=not reset)
         return self
 
-    def _continuing(self) -> bool:
-        return bool(self.warm_start) and hasattr(self, "network_")
-
-    def _simulate(self, simulator, prior, rng):
+    def _simulate(self, simulator, prior, rng, reset: bool):
         prior = as_prior(prior)
         sim_rng = np.random.default_rng(tu.seed_from(rng))
         data, theta, failed = simulate_datasets(simulator, prior, self.n_simulations, sim_rng)
-        self._check_features(data.values.shape[-1], reset=not self._continuing())
+        self._check_features(data.values.shape[-1], reset=reset)
         self.n_failed_simulations_ = len(failed)
         lower, upper = prior.support(theta.shape[1])
 
@@ -340,12 +350,7 @@ class CINNPosteriorEstimator(RegressorMixin, BaseEstimator):
 
         return data, theta, lower, upper, prior.names, refresh if self.online else None
 
-    def _fit_data(self, data, theta, lower, upper, names, rng, refresh) -> None:
-        continuing = self._continuing()
-        if continuing:
-            self._check_rank(data.rank)
-        else:
-            self._initialise(data, theta, lower, upper, names, rng)
+    def _fit_data(self, data, theta, rng, refresh, continuing: bool) -> None:
         n_val = int(round(self.validation_fraction * len(theta))) if self.early_stopping else 0
         if self.early_stopping and not 1 <= n_val < len(theta):
             raise ValueError(
@@ -419,7 +424,7 @@ class CINNPosteriorEstimator(RegressorMixin, BaseEstimator):
         if data.mask is not None:
             out.append(torch.as_tensor(data.mask))
         if theta is not None:
-            u, _ = self._theta_transform(torch.as_tensor(theta))
+            u, _ = self._theta_transform(torch.tensor(theta))
             out.insert(0, u.float())
         small = sum(t.numel() * t.element_size() for t in out) < 2**30
         return tuple(t.to(self.device_) if small else t for t in out)
@@ -523,8 +528,8 @@ class CINNPosteriorEstimator(RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         data = self._validate_X(X, reset=False)
-        theta = self._validate_theta(y, len(data), reset=False)
-        u, ladj = self._theta_transform(torch.as_tensor(theta))
+        theta, _ = self._validate_theta(y, len(data), reset=False)
+        u, ladj = self._theta_transform(torch.tensor(theta))
         tensors = (u.float(), *self._tensors(data))
         with tu.torch_threads(self.device_), torch.inference_mode():
             self.network_.eval()

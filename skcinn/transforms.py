@@ -88,7 +88,7 @@ class ParameterTransform(nn.Module):
 
 def fit_parameter_transform(theta: np.ndarray, lower: np.ndarray, upper: np.ndarray):
     """A :class:`ParameterTransform` standardising theta's unconstrained image."""
-    y, _ = _support_map(torch.as_tensor(theta, dtype=torch.float64),
+    y, _ = _support_map(torch.tensor(theta, dtype=torch.float64),
                         torch.as_tensor(lower, dtype=torch.float64),
                         torch.as_tensor(upper, dtype=torch.float64))
     y = y.numpy()
