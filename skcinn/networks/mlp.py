@@ -89,10 +89,10 @@ class ConditionalMLP(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.bias
-        if self.x_layer is not None:
-            h = h + self.x_layer(x)
+        h = self.bias  # context term first: it is small (one row per data set)
         if self.c_layer is not None and c is not None:
-            h = h + self.c_layer(c)
+            h = self.c_layer(c) + h
+        if self.x_layer is not None:
+            h = self.x_layer(x) + h
         h = h.expand(*x.shape[:-1], h.shape[-1])
         return self.out(self.trunk(nn.functional.silu(h)))
