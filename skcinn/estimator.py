@@ -9,15 +9,14 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from . import _torch_utils as tu
 from ._sklearn_compat import Interval, StrOptions, _fit_context
-from .data import DataSets, check_finite, is_list_of_sets
-from .networks.coupling import InvertibleNetwork
-from .networks.posterior import PosteriorNetwork
-from .networks.summary import make_summary_network
-from .simulation import as_datasets, as_prior, simulate_datasets
+from ._validation import InputValidationMixin
+from .data import DataSets
+from .networks.posterior import build_posterior_network
+from .simulation import as_prior, simulate_datasets
 from .training import TrainingConfig, train
 from .transforms import ParameterTransform, feature_moments, fit_parameter_transform
 
@@ -25,19 +24,6 @@ from .transforms import ParameterTransform, feature_moments, fit_parameter_trans
 # cache are twice as fast as large ones (benchmarks/README.md); a GPU wants large ones.
 _DRAWS_PER_CHUNK = {"cpu": 2**12, "cuda": 2**20}
 _PREDICT_DRAWS = 512  # fixed antithetic draws behind predict()
-
-
-def _build_network(config: dict) -> PosteriorNetwork:
-    """The posterior network described by a plain-data ``config`` (also used on load)."""
-    summary = make_summary_network(
-        config["summary"], config["n_features"], config["summary_dim"], config["summary_hidden"]
-    )
-    context = config["n_features"] if summary is None else summary.out_features
-    flow = InvertibleNetwork(
-        config["n_params"], context, config["n_blocks"], config["coupling"],
-        config["hidden"], config["seed"], config["bins"],
-    )
-    return PosteriorNetwork(flow, summary)
 
 
 @contextlib.contextmanager
@@ -52,7 +38,7 @@ def _unchanged_on_error(est):
         raise
 
 
-class CINNPosteriorEstimator(RegressorMixin, BaseEstimator):
+class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator):
     r"""Amortized Bayesian posterior estimation with a conditional invertible network.
 
     A summary network embeds each data set into a fixed-size vector :math:`\tilde{x}`; a
@@ -225,69 +211,6 @@ class CINNPosteriorEstimator(RegressorMixin, BaseEstimator):
         self.warm_start = warm_start
         self.device = device
 
-    # ------------------------------------------------------------------ input checks
-
-    def _validate_X(self, X, reset: bool) -> DataSets:
-        """X in any accepted form -> checked, float64 :class:`DataSets`."""
-        if is_list_of_sets(X):
-            data = as_datasets(X)
-        elif hasattr(X, "shape") and len(X.shape) >= 3:
-            data = DataSets(check_array(X, allow_nd=True, ensure_all_finite=False))
-        else:
-            return self._validate_flat(X, reset)
-        if not reset:
-            self._check_rank(3)
-        check_finite(data.values, data.mask, "X", "data sets")
-        self._check_features(data.values.shape[-1], reset)
-        return data
-
-    def _validate_flat(self, X, reset: bool) -> DataSets:
-        if not reset and getattr(X, "ndim", 2) == 2:
-            self._check_rank(2)
-        values = validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite=False)
-        check_finite(values, None, "X", "rows")
-        return DataSets(values)
-
-    def _check_rank(self, rank: int) -> None:
-        if rank != self.input_rank_:
-            fitted = "flat features (n, n_features)" if self.input_rank_ == 2 else (
-                "data sets (n, n_obs, n_features) or a list of them"
-            )
-            raise ValueError(
-                f"X has rank {rank}, but {type(self).__name__} was fitted on {fitted}; "
-                "pass X in the form used for fit."
-            )
-
-    def _check_features(self, n_features: int, reset: bool) -> None:
-        if reset:
-            self.n_features_in_ = n_features
-            self.__dict__.pop("feature_names_in_", None)
-        elif n_features != self.n_features_in_:
-            raise ValueError(
-                f"X has {n_features} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
-
-    def _validate_theta(self, y, n: int, reset: bool) -> tuple[np.ndarray, bool]:
-        """y -> float64 (n, n_params) array, and whether y was one-dimensional."""
-        theta = check_array(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=False,
-                            input_name="y")
-        was_1d = theta.ndim == 1
-        if was_1d:
-            theta = theta[:, None]
-        if theta.ndim != 2 or len(theta) != n:
-            raise ValueError(
-                f"y has shape {theta.shape}, but X holds {n} data sets; expected y of shape "
-                f"({n}, n_params) or ({n},)."
-            )
-        if not reset and theta.shape[1] != self.n_params_:
-            raise ValueError(
-                f"y has {theta.shape[1]} parameters, but {type(self).__name__} was fitted "
-                f"with {self.n_params_}."
-            )
-        check_finite(theta, None, "y", "rows")
-        return theta, was_1d
-
     # ---------------------------------------------------------------------- training
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -403,7 +326,7 @@ class CINNPosteriorEstimator(RegressorMixin, BaseEstimator):
             "bins": self.spline_bins, "seed": tu.seed_from(rng),
         }
         with tu.seeded_init(tu.seed_from(rng)):
-            self.network_ = _build_network(self._network_config).to(self.device_)
+            self.network_ = build_posterior_network(self._network_config).to(self.device_)
         z = torch.randn(_PREDICT_DRAWS // 2, n_params, generator=tu.generator(tu.seed_from(rng)))
         self._predict_z = torch.cat([z, -z])
 
@@ -585,7 +508,7 @@ class CINNPosteriorEstimator(RegressorMixin, BaseEstimator):
         weights = state.get("network_")
         if weights is not None:
             state["device_"] = tu.resolve_device(state["device"])
-            network = _build_network(state["_network_config"])
+            network = build_posterior_network(state["_network_config"])
             network.load_state_dict(weights)
             state["network_"] = network.to(state["device_"]).eval()
             state["_theta_transform"] = ParameterTransform(**state["_theta_transform"])

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .coupling import InvertibleNetwork, standard_normal_log_prob
+from .summary import make_summary_network
 
 
 class PosteriorNetwork(nn.Module):
@@ -47,3 +48,20 @@ class PosteriorNetwork(nn.Module):
         """
         theta, ladj = self.flow.inverse(z, c.unsqueeze(1))
         return theta, standard_normal_log_prob(z) - ladj
+
+
+def build_posterior_network(config: dict) -> PosteriorNetwork:
+    """The posterior network described by a plain-data ``config`` (also used on load).
+
+    Keys: ``n_params``, ``n_features``, ``summary`` (name or None), ``summary_dim``,
+    ``summary_hidden``, ``n_blocks``, ``coupling``, ``hidden``, ``seed``, ``bins``.
+    """
+    summary = make_summary_network(
+        config["summary"], config["n_features"], config["summary_dim"], config["summary_hidden"]
+    )
+    context = config["n_features"] if summary is None else summary.out_features
+    flow = InvertibleNetwork(
+        config["n_params"], context, config["n_blocks"], config["coupling"],
+        config["hidden"], config["seed"], config["bins"],
+    )
+    return PosteriorNetwork(flow, summary)

@@ -1,0 +1,78 @@
+"""Input validation shared by the estimator's methods: X in every form, and theta."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.utils.validation import check_array, validate_data
+
+from .data import DataSets, check_finite, is_list_of_sets
+from .simulation import as_datasets
+
+
+class InputValidationMixin:
+    """Checks of ``X`` and ``y`` that keep scikit-learn's messages and fitted names.
+
+    Sets ``n_features_in_`` (features per observation) and, for DataFrames,
+    ``feature_names_in_`` when ``reset`` is true; compares with them otherwise.
+    """
+
+    def _validate_X(self, X, reset: bool) -> DataSets:
+        """X in any accepted form -> checked, float64 :class:`DataSets`."""
+        if is_list_of_sets(X):
+            data = as_datasets(X)
+        elif hasattr(X, "shape") and len(X.shape) >= 3:
+            data = DataSets(check_array(X, allow_nd=True, ensure_all_finite=False))
+        else:
+            return self._validate_flat(X, reset)
+        if not reset:
+            self._check_rank(3)
+        check_finite(data.values, data.mask, "X", "data sets")
+        self._check_features(data.values.shape[-1], reset)
+        return data
+
+    def _validate_flat(self, X, reset: bool) -> DataSets:
+        if not reset and getattr(X, "ndim", 2) == 2:
+            self._check_rank(2)
+        values = validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite=False)
+        check_finite(values, None, "X", "rows")
+        return DataSets(values)
+
+    def _check_rank(self, rank: int) -> None:
+        if rank != self.input_rank_:
+            fitted = "flat features (n, n_features)" if self.input_rank_ == 2 else (
+                "data sets (n, n_obs, n_features) or a list of them"
+            )
+            raise ValueError(
+                f"X has rank {rank}, but {type(self).__name__} was fitted on {fitted}; "
+                "pass X in the form used for fit."
+            )
+
+    def _check_features(self, n_features: int, reset: bool) -> None:
+        if reset:
+            self.n_features_in_ = n_features
+            self.__dict__.pop("feature_names_in_", None)
+        elif n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {n_features} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+
+    def _validate_theta(self, y, n: int, reset: bool) -> tuple[np.ndarray, bool]:
+        """y -> float64 (n, n_params) array, and whether y was one-dimensional."""
+        theta = check_array(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=False,
+                            input_name="y")
+        was_1d = theta.ndim == 1
+        if was_1d:
+            theta = theta[:, None]
+        if theta.ndim != 2 or len(theta) != n:
+            raise ValueError(
+                f"y has shape {theta.shape}, but X holds {n} data sets; expected y of shape "
+                f"({n}, n_params) or ({n},)."
+            )
+        if not reset and theta.shape[1] != self.n_params_:
+            raise ValueError(
+                f"y has {theta.shape[1]} parameters, but {type(self).__name__} was fitted "
+                f"with {self.n_params_}."
+            )
+        check_finite(theta, None, "y", "rows")
+        return theta, was_1d
