@@ -6,12 +6,14 @@ import contextlib
 from numbers import Integral, Real
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from . import _torch_utils as tu
+from ._frames import draws_to_frame, summarize_draws
 from ._sklearn_compat import Interval, StrOptions, _fit_context
 from ._validation import InputValidationMixin
 from .data import DataSets
@@ -385,7 +387,9 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
                     out[start : start + len(c), s : s + chunk] = theta.numpy()
         return out
 
-    def sample_posterior(self, X, n_samples: int = 1000, random_state=None) -> np.ndarray:
+    def sample_posterior(
+        self, X, n_samples: int = 1000, random_state=None, as_frame: bool = False
+    ) -> np.ndarray | pd.DataFrame:
         """Draw from the posterior of every data set in ``X``.
 
         Parameters
@@ -396,10 +400,13 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
             Draws per data set.
         random_state : int, RandomState instance or None, default=None
             Seed of the draws: the same seed gives the same draws.
+        as_frame : bool, default=False
+            Return a long DataFrame with columns ``dataset``, ``draw`` and one column per
+            parameter (named by ``parameter_names_``).
 
         Returns
         -------
-        ndarray of shape (n_datasets, n_samples, n_params)
+        ndarray of shape (n_datasets, n_samples, n_params) or DataFrame
             Posterior draws, inside the prior's support.
         """
         check_is_fitted(self)
@@ -411,7 +418,36 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
         def latent(n_sets):
             return torch.randn(n_sets, n_samples, self.n_params_, generator=gen)
 
-        return self._draw(data, n_samples, latent)
+        draws = self._draw(data, n_samples, latent)
+        return draws_to_frame(draws, self.parameter_names_) if as_frame else draws
+
+    def posterior_summary(
+        self, X, quantiles=(0.05, 0.5, 0.95), n_samples: int = 1000, random_state=None
+    ) -> pd.DataFrame:
+        """Posterior mean, standard deviation and quantiles of every data set.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Data sets, in the form used for ``fit``.
+        quantiles : sequence of float, default=(0.05, 0.5, 0.95)
+            Quantile levels in [0, 1]; columns are named ``q0.05``, ``q0.5``, ...
+        n_samples : int, default=1000
+            Draws per data set behind the summary.
+        random_state : int, RandomState instance or None, default=None
+            Seed of the draws.
+
+        Returns
+        -------
+        DataFrame
+            Indexed by (``dataset``, ``parameter``); columns ``mean``, ``std`` and one per
+            quantile.
+        """
+        quantiles = np.atleast_1d(np.asarray(quantiles, dtype=float))
+        if np.any((quantiles < 0) | (quantiles > 1)):
+            raise ValueError(f"quantiles must lie in [0, 1]; got {quantiles.tolist()}.")
+        draws = self.sample_posterior(X, n_samples, random_state)
+        return summarize_draws(draws, self.parameter_names_, quantiles.tolist())
 
     def predict(self, X, return_std: bool = False):
         """Posterior means (and standard deviations) of the parameters.
