@@ -5,8 +5,20 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils.validation import check_array, validate_data
 
-from .data import DataSets, check_finite, is_list_of_sets
+from .data import (
+    DataSets,
+    check_finite,
+    from_nan_padded,
+    is_list_of_sets,
+    long_frame_to_sets,
+)
 from .simulation import as_datasets
+
+_FORMS = {
+    2: "flat features (n, n_features)",
+    3: "data sets (n, n_obs, n_features) or a list of them",
+    4: "grids (n, channels, height, width)",
+}
 
 
 class InputValidationMixin:
@@ -18,33 +30,67 @@ class InputValidationMixin:
 
     def _validate_X(self, X, reset: bool) -> DataSets:
         """X in any accepted form -> checked, float64 :class:`DataSets`."""
-        if is_list_of_sets(X):
+        names = None
+        if getattr(self, "group_column", None) is not None and hasattr(X, "columns"):
+            sets, names = long_frame_to_sets(X, self.group_column)
+            data = as_datasets(sets)
+        elif is_list_of_sets(X):
             data = as_datasets(X)
         elif hasattr(X, "shape") and len(X.shape) >= 3:
-            data = DataSets(check_array(X, allow_nd=True, ensure_all_finite=False))
+            values = check_array(X, allow_nd=True, ensure_all_finite=False)
+            if values.ndim > 4:
+                raise ValueError(
+                    f"X has shape {values.shape}; expected at most 4 dimensions "
+                    "(n_datasets, channels, height, width)."
+                )
+            data = from_nan_padded(values) if values.ndim == 3 else DataSets(values)
         else:
             return self._validate_flat(X, reset)
+        return self._check_data(data, names, reset)
+
+    def _check_data(self, data: DataSets, names: list[str] | None, reset: bool) -> DataSets:
+        """Rank, finiteness, feature count and layout of sets, series or grids."""
         if not reset:
-            self._check_rank(3)
+            self._check_rank(data.rank)
         check_finite(data.values, data.mask, "X", "data sets")
-        self._check_features(data.values.shape[-1], reset)
+        self._check_features(data.n_features, reset)
+        self._check_layout(data, names, reset)
         return data
+
+    def _check_layout(self, data: DataSets, names: list[str] | None, reset: bool) -> None:
+        """Grid shape and long-table column names must match those seen at fit."""
+        shape = data.values.shape[1:] if data.rank == 4 else None
+        if reset:
+            self.input_shape_ = shape
+            if names is not None:
+                self.feature_names_in_ = np.asarray(names, dtype=object)
+            return
+        if shape != self.input_shape_:
+            raise ValueError(
+                f"X holds grids of shape {shape}, but {type(self).__name__} was fitted on "
+                f"grids of shape {self.input_shape_}."
+            )
+        fitted = getattr(self, "feature_names_in_", None)
+        if names is not None and fitted is not None and list(fitted) != names:
+            raise ValueError(
+                "The feature names should match those that were passed during fit. "
+                f"Got {names}, expected {list(fitted)}."
+            )
 
     def _validate_flat(self, X, reset: bool) -> DataSets:
         if not reset and getattr(X, "ndim", 2) == 2:
             self._check_rank(2)
         values = validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite=False)
         check_finite(values, None, "X", "rows")
+        if reset:
+            self.input_shape_ = None
         return DataSets(values)
 
     def _check_rank(self, rank: int) -> None:
         if rank != self.input_rank_:
-            fitted = "flat features (n, n_features)" if self.input_rank_ == 2 else (
-                "data sets (n, n_obs, n_features) or a list of them"
-            )
             raise ValueError(
-                f"X has rank {rank}, but {type(self).__name__} was fitted on {fitted}; "
-                "pass X in the form used for fit."
+                f"X has rank {rank} ({_FORMS[rank]}), but {type(self).__name__} was fitted "
+                f"on {_FORMS[self.input_rank_]}; pass X in the form used for fit."
             )
 
     def _check_features(self, n_features: int, reset: bool) -> None:

@@ -4,9 +4,12 @@ skcinn's ``X`` always has a leading axis of data sets:
 
 * flat features, ``ndarray`` of shape (n_datasets, n_features);
 * i.i.d. sets or time series of equal size, ``ndarray`` (n_datasets, n_obs, n_features);
-* data sets of different sizes, a list of n_datasets arrays (n_obs_i, n_features).
+* data sets of different sizes, a list of n_datasets arrays (n_obs_i, n_features), or
+  an array (n_datasets, max_n_obs, n_features) padded at the end with all-NaN rows;
+* grids, ``ndarray`` (n_datasets, channels, height, width);
+* a long pandas DataFrame, one row per observation and a column naming the data set.
 
-Ragged lists are padded once (vectorised, no per-observation Python loop) and carry a
+Ragged data are padded once (vectorised, no per-observation Python loop) and carry a
 boolean mask of real observations.
 """
 
@@ -35,8 +38,13 @@ class DataSets:
 
     @property
     def rank(self) -> int:
-        """2 for flat features, 3 for sets or series."""
+        """2 for flat features, 3 for sets or series, 4 for grids."""
         return self.values.ndim
+
+    @property
+    def n_features(self) -> int:
+        """Features per observation: columns, last axis of sets, channels of grids."""
+        return self.values.shape[1] if self.rank == 4 else self.values.shape[-1]
 
     def take(self, index: np.ndarray) -> DataSets:
         """The data sets at ``index`` (a new object; padding kept)."""
@@ -59,6 +67,45 @@ def pad(sets: list[np.ndarray]) -> DataSets:
     mask = np.zeros(values.shape[:2], dtype=bool)
     mask[rows, cols] = True
     return DataSets(values, mask)
+
+
+def from_nan_padded(values: np.ndarray) -> DataSets:
+    """Sets (n, n_obs, d) whose trailing all-NaN observations are padding -> values + mask.
+
+    Raises a ValueError for an all-NaN observation followed by a real one, and for a data
+    set with no real observation.
+    """
+    real = ~np.isnan(values).all(axis=-1)
+    if real.all():
+        return DataSets(values)
+    lengths = real.sum(axis=1)
+    prefix = np.arange(values.shape[1]) < lengths[:, None]
+    bad = np.flatnonzero((real != prefix).any(axis=1) | (lengths == 0))
+    if len(bad):
+        raise ValueError(
+            f"Data set {bad[0]} has all-NaN observations before real ones or no real "
+            "observation; pad data sets only at the end, with whole rows of NaN."
+        )
+    return DataSets(np.where(real[..., None], values, 0.0), real)
+
+
+def long_frame_to_sets(frame, group_column: str) -> tuple[list[np.ndarray], list[str]]:
+    """A long DataFrame (one row per observation) -> one array per data set.
+
+    Data sets are ordered by their sorted group key; observations keep their row order.
+    Returns the list of (n_obs_i, n_features) arrays and the feature column names.
+    """
+    if group_column not in frame.columns:
+        raise ValueError(
+            f"X has no column {group_column!r} naming the data sets (group_column); "
+            f"its columns are {list(frame.columns)}."
+        )
+    features = [c for c in frame.columns if c != group_column]
+    keys = frame[group_column].to_numpy()
+    order = np.argsort(keys, kind="stable")
+    values = frame[features].to_numpy(dtype=np.float64)[order]
+    _, starts = np.unique(keys[order], return_index=True)
+    return np.split(values, starts[1:]), [str(c) for c in features]
 
 
 def check_ragged(sets, n_features: int | None = None) -> list[np.ndarray]:

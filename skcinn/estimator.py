@@ -11,13 +11,15 @@ import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
+from torch import nn
 
 from . import _torch_utils as tu
 from ._frames import draws_to_frame, summarize_draws
 from ._sklearn_compat import Interval, StrOptions, _fit_context
 from ._validation import InputValidationMixin
 from .data import DataSets
-from .networks.posterior import build_posterior_network
+from .networks.posterior import build_posterior_network, summary_size
+from .networks.summary import SUMMARY_NETWORKS
 from .simulation import as_prior, simulate_datasets
 from .training import TrainingConfig, train
 from .transforms import ParameterTransform, feature_moments, fit_parameter_transform
@@ -26,6 +28,7 @@ from .transforms import ParameterTransform, feature_moments, fit_parameter_trans
 # cache are twice as fast as large ones (benchmarks/README.md); a GPU wants large ones.
 _DRAWS_PER_CHUNK = {"cpu": 2**12, "cuda": 2**20}
 _PREDICT_DRAWS = 512  # fixed antithetic draws behind predict()
+_AUTO_SUMMARY = {2: None, 3: "deepset", 4: "cnn"}  # summary_network="auto", by rank of X
 
 
 @contextlib.contextmanager
@@ -62,8 +65,15 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
         Hidden widths of every coupling sub-network.
     spline_bins : int, default=8
         Bins of each spline (``coupling="spline"`` or one parameter).
-    summary_network : {"auto", "deepset"} or None, default="auto"
-        ``"auto"``: none for flat 2-D ``X``, a DeepSet for sets (3-D or list ``X``).
+    summary_network : str, torch.nn.Module or None, default="auto"
+        How data sets are embedded. ``"auto"`` chooses by the form of ``X``: none for
+        flat features (n, n_features), ``"deepset"`` for sets (n, n_obs, n_features) and
+        lists of them, ``"cnn"`` for grids (n, channels, height, width). By name: sets
+        ``"deepset"``, ``"set_transformer"``; time series ``"gru"``, ``"lstm"``,
+        ``"bigru"``, ``"bilstm"`` (bidirectional), ``"tcn"`` (temporal convolutions);
+        grids ``"cnn"``. Or any module mapping a batch of data sets to (batch, k),
+        called as ``module(x, mask)`` if its ``forward`` takes two arguments, else
+        ``module(x)``; it is copied and trained jointly, and ``k`` is found by itself.
     summary_dim : int, default=16
         Size of the learned summary.
     summary_hidden_sizes : tuple of int, default=(64, 64)
@@ -95,6 +105,10 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
         Continue training the fitted networks on the next call to ``fit``.
     device : {"auto", "cpu", "cuda"}, default="auto"
         ``"auto"`` takes CUDA when available.
+    group_column : str or None, default=None
+        For ``X`` given as a long DataFrame (one row per observation): the column naming
+        the data set of each row. Data sets are ordered by their sorted key; ``y`` rows
+        follow that order. The other columns are the features.
 
     Attributes
     ----------
@@ -107,9 +121,11 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
     feature_names_in_ : ndarray of str
         Column names of a DataFrame ``X``.
     input_rank_ : int
-        2 for flat features, 3 for sets.
+        2 for flat features, 3 for sets and series, 4 for grids.
+    input_shape_ : tuple or None
+        (channels, height, width) of grids; None otherwise.
     summary_network_ : str or None
-        The summary network used.
+        The summary network used (its class name for a user module).
     coupling_ : str
         The coupling used.
     device_ : torch.device
@@ -150,7 +166,7 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
         "coupling": [StrOptions({"affine", "spline"})],
         "hidden_layer_sizes": [tuple, list],
         "spline_bins": [Interval(Integral, 2, None, closed="left")],
-        "summary_network": [StrOptions({"auto", "deepset"}), None],
+        "summary_network": [StrOptions({"auto", *SUMMARY_NETWORKS}), None, nn.Module],
         "summary_dim": [Interval(Integral, 1, None, closed="left")],
         "summary_hidden_sizes": [tuple, list],
         "n_simulations": [Interval(Integral, 2, None, closed="left")],
@@ -166,6 +182,7 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
         "device": [StrOptions({"auto", "cpu", "cuda"})],
+        "group_column": [str, None],
     }
 
     def __init__(
@@ -191,6 +208,7 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
         verbose: int = 0,
         warm_start: bool = False,
         device: str = "auto",
+        group_column: str | None = None,
     ) -> None:
         self.n_coupling_blocks = n_coupling_blocks
         self.coupling = coupling
@@ -212,6 +230,7 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
         self.verbose = verbose
         self.warm_start = warm_start
         self.device = device
+        self.group_column = group_column
 
     # ---------------------------------------------------------------------- training
 
@@ -267,7 +286,7 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
         prior = as_prior(prior)
         sim_rng = np.random.default_rng(tu.seed_from(rng))
         data, theta, failed = simulate_datasets(simulator, prior, self.n_simulations, sim_rng)
-        self._check_features(data.values.shape[-1], reset=reset)
+        self._check_data(data, None, reset)
         self.n_failed_simulations_ = len(failed)
         lower, upper = prior.support(theta.shape[1])
 
@@ -315,32 +334,52 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
             names if names and len(names) == n_params else [f"theta_{i}" for i in range(n_params)],
             dtype=object,
         )
-        self.summary_network_ = self._resolve_summary(data.rank)
+        summary = self._resolve_summary(data.rank)
+        self.summary_network_ = type(summary).__name__ if isinstance(summary, nn.Module) else (
+            summary
+        )
         self.coupling_ = "spline" if n_params == 1 else self.coupling
         self.device_ = tu.resolve_device(self.device)
-        self._x_mean, self._x_std = feature_moments(data.values, data.mask)
+        self._fit_data_moments(data)
         self._theta_transform = fit_parameter_transform(theta, lower, upper)
         self._network_config = {
-            "n_params": n_params, "n_features": int(data.values.shape[-1]),
-            "summary": self.summary_network_, "summary_dim": self.summary_dim,
+            "n_params": n_params, "n_features": data.n_features,
+            "summary": summary, "summary_out": None, "summary_dim": self.summary_dim,
             "summary_hidden": tuple(self.summary_hidden_sizes), "n_blocks": self.n_coupling_blocks,
             "coupling": self.coupling_, "hidden": tuple(self.hidden_layer_sizes),
             "bins": self.spline_bins, "seed": tu.seed_from(rng),
         }
+        if isinstance(summary, nn.Module):
+            probe = [t.cpu() for t in self._tensors(data.take(np.arange(min(len(data), 8))))]
+            self._network_config["summary_out"] = summary_size(summary, *probe)
         with tu.seeded_init(tu.seed_from(rng)):
             self.network_ = build_posterior_network(self._network_config).to(self.device_)
         z = torch.randn(_PREDICT_DRAWS // 2, n_params, generator=tu.generator(tu.seed_from(rng)))
         self._predict_z = torch.cat([z, -z])
 
-    def _resolve_summary(self, rank: int) -> str | None:
-        if self.summary_network == "auto":
-            return None if rank == 2 else "deepset"
-        if (self.summary_network is None) != (rank == 2):
+    def _resolve_summary(self, rank: int) -> str | nn.Module | None:
+        """The summary network for X of this rank: by name, ``"auto"``, or a module."""
+        kind = self.summary_network
+        if isinstance(kind, nn.Module):
+            return kind
+        if kind == "auto":
+            return _AUTO_SUMMARY[rank]
+        needed = 2 if kind is None else 4 if kind == "cnn" else 3
+        if needed != rank:
             raise ValueError(
-                f"summary_network={self.summary_network!r} does not fit X of rank {rank}: use "
-                "None (or 'auto') for flat features and a set network for data sets."
+                f"summary_network={kind!r} does not fit X of rank {rank}: use None for flat "
+                "features, a set or series network for (n, n_obs, n_features) or lists, and "
+                "'cnn' for grids (or 'auto' to choose by the form of X)."
             )
-        return self.summary_network
+        return kind
+
+    def _fit_data_moments(self, data: DataSets) -> None:
+        """Per-feature (per-channel for grids) mean and std of the real observations."""
+        if data.rank == 4:
+            mean, std = feature_moments(np.moveaxis(data.values, 1, -1), None)
+            self._x_mean, self._x_std = mean[:, None, None], std[:, None, None]
+        else:
+            self._x_mean, self._x_std = feature_moments(data.values, data.mask)
 
     def _tensors(self, data: DataSets, theta: np.ndarray | None = None) -> tuple:
         """Standardised float32 tensors ``(theta_u, x[, mask])`` (``theta_u`` if given)."""
@@ -503,6 +542,46 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
                 for s in range(0, len(theta), 4096)
             ]
         return tu.to_numpy(torch.cat(logq)) + ladj.numpy()
+
+    def check_calibration(
+        self, X, y, *, n_datasets: int = 200, n_samples: int = 500, random_state=None
+    ) -> pd.DataFrame:
+        """Simulation-based calibration, coverage and recovery in one table.
+
+        Parameters
+        ----------
+        X : array-like, list of array-like, or callable
+            Held-out data sets; or, as in ``fit``, a batched simulator (then ``y`` is the
+            prior and ``n_datasets`` pairs are simulated).
+        y : array-like of shape (n_datasets, n_params), or a prior
+            The parameters behind ``X`` (drawn from the prior), or the prior.
+        n_datasets : int, default=200
+            Simulated data sets when ``X`` is a simulator.
+        n_samples : int, default=500
+            Posterior draws per data set.
+        random_state : int, RandomState instance or None, default=None
+            Seed of the simulations and draws.
+
+        Returns
+        -------
+        DataFrame
+            One row per parameter: SBC p-values and verdict, calibration errors,
+            coverage errors, R², NRMSE, mean z-score and contraction (see
+            :func:`skcinn.diagnostics.calibration_report`).
+        """
+        from .diagnostics import calibration_report
+
+        check_is_fitted(self)
+        if callable(X) and not hasattr(X, "shape"):
+            pairs = {"simulator": X, "prior": y}
+        else:
+            pairs = {"X": X, "theta": y}
+        seed = tu.seed_from(check_random_state(random_state))
+        report = calibration_report(
+            self, **pairs, n_datasets=n_datasets, n_samples=n_samples, random_state=seed
+        )
+        report.index = list(self.parameter_names_)
+        return report
 
     def score(self, X, y, sample_weight=None) -> float:
         """Mean log posterior density of the true parameters (higher is better).

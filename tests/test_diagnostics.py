@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import cross_validate
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -203,3 +204,25 @@ def test_calibration_report_from_simulator_and_from_pairs(fitted):
     assert isinstance(again, pd.DataFrame) and again.shape == report.shape
     with pytest.raises(ValueError, match="either X and theta"):
         calibration_report(est, X, theta, simulator=model.simulate, prior=model.prior)
+
+
+def test_check_calibration_from_a_simulator_and_from_pairs():
+    model = GaussianMean(n_obs=10)
+    est = CINNPosteriorEstimator(
+        hidden_layer_sizes=(16, 16), summary_hidden_sizes=(16,), summary_dim=4,
+        n_coupling_blocks=2, max_iter=10, n_simulations=2000, learning_rate_init=1e-2,
+        random_state=0, device="cpu",
+    ).fit(model.simulate, model.prior)
+    report = est.check_calibration(model.simulate, model.prior, n_datasets=150,
+                                   n_samples=200, random_state=0)
+    assert list(report.index) == ["mu_0", "mu_1"]
+    assert {"chi2_pvalue", "calibration_error", "r2", "contraction"} <= set(report.columns)
+    assert (report["r2"] > 0.7).all() and (report["contraction"] > 0.7).all()
+    assert (report["calibration_error"] < 0.1).all()
+    rng = np.random.default_rng(5)
+    theta = model.sample_prior(150, rng)
+    again = est.check_calibration(model.simulate(theta, rng), theta, n_samples=200,
+                                  random_state=0)
+    assert again.shape == report.shape and (again["r2"] > 0.7).all()
+    with pytest.raises(NotFittedError):
+        CINNPosteriorEstimator().check_calibration(model.simulate, model.prior)

@@ -615,8 +615,8 @@ def test_rank_mismatch(est_flat, est_3d, est_ragged, flat, sets3d, sets_ragged):
     X3, theta3 = sets3d
     Xr, _ = sets_ragged
     before = state(est_flat, X2[:10])
-    with pytest.raises(ValueError, match=r"X has rank 3, but CINNPosteriorEstimator was fitted"
-                                         r" on flat features"):
+    with pytest.raises(ValueError, match=r"X has rank 3 \(data sets .*\), but "
+                                         r"CINNPosteriorEstimator was fitted on flat features"):
         est_flat.predict(X3[:5])
     with pytest.raises(ValueError, match=r"X has rank 3"):
         est_flat.sample_posterior(Xr[:5], 3)
@@ -625,8 +625,8 @@ def test_rank_mismatch(est_flat, est_3d, est_ragged, flat, sets3d, sets_ragged):
     assert_same_state(before, state(est_flat, X2[:10]))
     before3 = state(est_3d, X3[:10])
     for est in (est_3d, est_ragged):
-        with pytest.raises(ValueError, match=r"X has rank 2, but CINNPosteriorEstimator was "
-                                             r"fitted on data sets"):
+        with pytest.raises(ValueError, match=r"X has rank 2 \(flat features .*\), but "
+                                             r"CINNPosteriorEstimator was fitted on data sets"):
             est.predict(X2[:5])
         with pytest.raises(ValueError, match=r"X has rank 2"):
             est.sample_posterior(X2[:5], 3)

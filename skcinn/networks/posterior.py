@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import inspect
+
 import torch
 from torch import nn
 
@@ -50,15 +53,60 @@ class PosteriorNetwork(nn.Module):
         return theta, standard_normal_log_prob(z) - ladj
 
 
-def build_posterior_network(config: dict) -> PosteriorNetwork:
-    """The posterior network described by a plain-data ``config`` (also used on load).
+class ModuleSummary(nn.Module):
+    """A user's summary network: any module mapping a batch of data sets to (batch, k).
 
-    Keys: ``n_params``, ``n_features``, ``summary`` (name or None), ``summary_dim``,
-    ``summary_hidden``, ``n_blocks``, ``coupling``, ``hidden``, ``seed``, ``bins``.
+    The module is called as ``module(x, mask)`` when its ``forward`` takes two arguments
+    (ragged data), else as ``module(x)``.
+
+    Parameters
+    ----------
+    module : nn.Module
+        The user's network (trained jointly with the flow).
+    out_features : int
+        Its output size ``k`` (found by the caller with :func:`summary_size`).
     """
-    summary = make_summary_network(
-        config["summary"], config["n_features"], config["summary_dim"], config["summary_hidden"]
-    )
+
+    def __init__(self, module: nn.Module, out_features: int) -> None:
+        super().__init__()
+        self.module = module
+        self.out_features = out_features
+        params = inspect.signature(module.forward).parameters.values()
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        self.takes_mask = len(positional) >= 2
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.module(x, mask) if self.takes_mask else self.module(x)
+
+
+@torch.no_grad()
+def summary_size(
+    module: nn.Module, x: torch.Tensor, mask: torch.Tensor | None = None
+) -> int:
+    """Output size of a user's summary network, from one forward pass on ``x``."""
+    out = ModuleSummary(module, 0)(x, mask)
+    if out.ndim != 2 or out.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"The summary network maps a batch of {x.shape[0]} data sets to shape "
+            f"{tuple(out.shape)}; it must return (batch, k)."
+        )
+    return int(out.shape[1])
+
+
+def build_posterior_network(config: dict) -> PosteriorNetwork:
+    """The posterior network described by a ``config`` (also used when loading).
+
+    Keys: ``n_params``, ``n_features``, ``summary`` (a name, None, or a user module),
+    ``summary_out`` (a user module's output size), ``summary_dim``, ``summary_hidden``,
+    ``n_blocks``, ``coupling``, ``hidden``, ``seed``, ``bins``.
+    """
+    if isinstance(config["summary"], nn.Module):
+        summary = ModuleSummary(copy.deepcopy(config["summary"]), config["summary_out"])
+    else:
+        summary = make_summary_network(
+            config["summary"], config["n_features"], config["summary_dim"],
+            config["summary_hidden"],
+        )
     context = config["n_features"] if summary is None else summary.out_features
     flow = InvertibleNetwork(
         config["n_params"], context, config["n_blocks"], config["coupling"],

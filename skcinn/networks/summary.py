@@ -7,9 +7,20 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .attention import SetTransformer
+from .grid import ConvSummary2D
 from .mlp import MLP
+from .sequence import RecurrentSummary, TemporalConvSummary
 
 MAX_MOMENT_FEATURES = 16
+
+SUMMARY_NETWORKS = (
+    "deepset", "set_transformer", "gru", "lstm", "bigru", "bilstm", "tcn", "cnn",
+)
+"""Names :func:`make_summary_network` builds: sets, then series, then grids."""
+
+_RECURRENT = {"gru": ("gru", False), "lstm": ("lstm", False),
+              "bigru": ("gru", True), "bilstm": ("lstm", True)}
 
 
 class DeepSet(nn.Module):
@@ -80,12 +91,48 @@ class DeepSet(nn.Module):
         return torch.cat([self.rho(torch.cat([pooled, log_n], dim=-1)), log_n], dim=-1)
 
 
+def _attention_heads(hidden: Sequence[int], most: int = 4) -> int:
+    """The most heads, up to ``most``, that divide every width in ``hidden``."""
+    return max(h for h in range(1, most + 1) if all(w % h == 0 for w in hidden))
+
+
 def make_summary_network(
     kind: str | None, in_features: int, summary_dim: int, hidden: Sequence[int]
 ) -> nn.Module | None:
-    """The summary network named ``kind`` (``None`` for flat features)."""
+    """The summary network named ``kind`` (``None`` for flat features).
+
+    Parameters
+    ----------
+    kind : str or None
+        One of :data:`SUMMARY_NETWORKS`: ``"deepset"`` and ``"set_transformer"`` for
+        i.i.d. sets; ``"gru"``, ``"lstm"``, ``"bigru"``, ``"bilstm"`` (bidirectional) and
+        ``"tcn"`` for time series; ``"cnn"`` for 2-D grids.
+    in_features : int
+        Features per observation (channels for ``"cnn"``).
+    summary_dim : int
+        Size of the learned summary.
+    hidden : sequence of int
+        Hidden widths (layers or blocks) of the network.
+
+    Returns
+    -------
+    nn.Module or None
+        A module mapping ``(x, mask)`` to (batch, ``out_features``).
+    """
+    hidden = tuple(hidden)
     if kind is None:
         return None
     if kind == "deepset":
         return DeepSet(in_features, summary_dim, hidden)
-    raise ValueError(f"Unknown summary network {kind!r}; expected 'deepset' or None.")
+    if kind == "set_transformer":
+        return SetTransformer(in_features, summary_dim, hidden, _attention_heads(hidden))
+    if kind in _RECURRENT:
+        cell, bidirectional = _RECURRENT[kind]
+        return RecurrentSummary(in_features, summary_dim, hidden, cell, bidirectional)
+    if kind == "tcn":
+        return TemporalConvSummary(in_features, summary_dim, hidden)
+    if kind == "cnn":
+        return ConvSummary2D(in_features, summary_dim, hidden)
+    raise ValueError(
+        f"Unknown summary network {kind!r}; expected one of {SUMMARY_NETWORKS} or None."
+    )

@@ -3,5 +3,6 @@ exact posterior."""
 
 from .gaussian_mean import GaussianMean
 from .linear_regression import LinearRegression
+from .ricker import Ricker
 
-__all__ = ["GaussianMean", "LinearRegression"]
+__all__ = ["GaussianMean", "LinearRegression", "Ricker"]
