@@ -7,6 +7,7 @@ import pickle
 
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from skcinn.networks.attention import SetTransformer
 from skcinn.networks.grid import ConvSummary2D
@@ -56,7 +57,8 @@ def test_names_and_classes():
     for kind, cell, n_dirs in [("gru", torch.nn.GRU, 1), ("bilstm", torch.nn.LSTM, 2)]:
         net = _net(kind)
         assert isinstance(net, RecurrentSummary) and net.n_dirs == n_dirs
-        assert all(isinstance(rnn, cell) for rnn in net.rnns)
+        assert all(isinstance(rnn, cell) for layer in net.layers for rnn in layer)
+        assert all(len(layer) == n_dirs for layer in net.layers)
     with pytest.raises(ValueError, match=r"'rnn'.*set_transformer.*bilstm.*cnn"):
         make_summary_network("rnn", 3, 4, HIDDEN)
     # the factory picks a head count dividing every width; the class itself insists
@@ -66,6 +68,32 @@ def test_names_and_classes():
         SetTransformer(3, 4, (6, 10), n_heads=4)
     with pytest.raises(ValueError, match="recurrent cell"):
         RecurrentSummary(3, 4, cell="rnn")
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm", "bigru", "bilstm"])
+def test_recurrent_matches_packed_reference(kind):
+    """Same final states and mean outputs as torch's own (bi)RNN over packed sequences."""
+    net = _net(kind)
+    cell, n_dirs = type(net.layers[0][0]), net.n_dirs
+    ref = cell(N_FEATURES, HIDDEN[0], num_layers=1, batch_first=True,
+               bidirectional=n_dirs == 2).double()
+    # the reference holds one layer; compare a one-layer copy of the network
+    net.layers = net.layers[:1]
+    net.rho = type(net.rho)(2 * HIDDEN[0] * n_dirs + 1, SUMMARY_DIM, (4,)).double()
+    with torch.no_grad():
+        for d, rnn in enumerate(net.layers[0]):
+            for name, p in rnn.named_parameters():
+                getattr(ref, name + ("_reverse" if d else "")).copy_(p)
+    x, mask = _ragged_batch(fill=1e3)
+    packed = pack_padded_sequence(x, mask.sum(1), batch_first=True, enforce_sorted=False)
+    outputs, state = ref(packed)
+    state = state[0] if isinstance(state, tuple) else state
+    last = state.transpose(0, 1).reshape(len(x), -1)
+    outputs, lengths = pad_packed_sequence(outputs, batch_first=True)  # zero padding
+    mean = outputs.sum(1) / lengths.unsqueeze(1).double()
+    log_n = torch.log(mask.sum(1, keepdim=True).double())
+    expected = torch.cat([net.rho(torch.cat([last, mean, log_n], -1)), log_n], -1)
+    torch.testing.assert_close(net(x, mask), expected, atol=1e-10, rtol=0)
 
 
 @pytest.mark.parametrize("kind", SUMMARY_NETWORKS)

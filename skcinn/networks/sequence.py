@@ -7,12 +7,10 @@ log(series length) as the last output feature.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from .attention import log_count, zero_padding
 from .mlp import MLP
@@ -20,13 +18,46 @@ from .mlp import MLP
 RNN_CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
 
 
+def _flip_index(n: torch.Tensor, n_obs: int) -> torch.Tensor:
+    """Time index reversing each series' first ``n`` steps, padding left in place.
+
+    Parameters
+    ----------
+    n : Tensor, shape (batch,)
+        Real steps of each series.
+    n_obs : int
+        Padded length.
+
+    Returns
+    -------
+    LongTensor, shape (batch, n_obs)
+        ``n - 1 - t`` for real steps ``t < n``, ``t`` for padding; its own inverse.
+    """
+    t = torch.arange(n_obs, device=n.device)
+    n = n.unsqueeze(1)
+    return torch.where(t < n, n - 1 - t, t)
+
+
+def _take_steps(h: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``h`` (batch, n_obs, k) reordered along time by ``index`` (batch, n_obs)."""
+    return h.gather(1, index.unsqueeze(-1).expand_as(h))
+
+
 class RecurrentSummary(nn.Module):
     """A recurrent (GRU or LSTM) summary of a time series.
 
-    Padded series are packed (``pack_padded_sequence``), so each one stops at its last
-    real step and padding never changes the result. The final hidden state of the top
-    layer (both directions when bidirectional) goes, with the log series length, through
-    a small MLP to the summary; the log length is also appended to the output.
+    The forward direction runs over the padded batch; as a recurrence only looks back,
+    its output at a series' last real step is that series' final hidden state, untouched
+    by the padding after it. The backward direction (when bidirectional) runs over each
+    series reversed within its own length, so it too meets the padding only after the
+    real steps. The final hidden states of the top layer and the mean of its outputs over
+    the real steps (a direct path from every step to the loss) go, with the log series
+    length, through a small MLP to the summary; the log length is also appended to the
+    output.
+
+    This gives the same result as ``pack_padded_sequence``, which is not used because
+    on the CPU its GRU backward pass grows quadratically with the series length (see
+    benchmarks/README.md); padded steps are computed and discarded instead.
 
     Parameters
     ----------
@@ -35,7 +66,7 @@ class RecurrentSummary(nn.Module):
     summary_dim : int
         Size of the learned summary; the output has ``summary_dim + 1`` features.
     hidden : sequence of int
-        Hidden size of each recurrent layer (runs of equal sizes share one module).
+        Hidden size of each recurrent layer (of each direction).
     cell : {"gru", "lstm"}
         The recurrent cell.
     bidirectional : bool
@@ -62,16 +93,15 @@ class RecurrentSummary(nn.Module):
         if not hidden:
             raise ValueError("A recurrent summary needs at least one layer.")
         self.n_dirs = 2 if bidirectional else 1
-        rnns = []
+        layers = []
         width = in_features
-        for size, run in itertools.groupby(hidden):
-            rnns.append(RNN_CELLS[cell](
-                width, size, num_layers=len(list(run)), batch_first=True,
-                bidirectional=bidirectional,
+        for size in hidden:
+            layers.append(nn.ModuleList(
+                RNN_CELLS[cell](width, size, batch_first=True) for _ in range(self.n_dirs)
             ))
             width = size * self.n_dirs
-        self.rnns = nn.ModuleList(rnns)
-        self.rho = MLP(width + 1, summary_dim, (hidden[-1],))
+        self.layers = nn.ModuleList(layers)
+        self.rho = MLP(2 * width + 1, summary_dim, (hidden[-1],))
         self.out_features = summary_dim + 1
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -83,16 +113,23 @@ class RecurrentSummary(nn.Module):
             The summary, log(series length) as the last column.
         """
         log_n = log_count(x, mask)
+        batch, n_obs = x.shape[:2]
+        if mask is None:
+            n = torch.full((batch,), n_obs, dtype=torch.long, device=x.device)
+        else:
+            n = mask.sum(dim=1)
+        flip = _flip_index(n, n_obs) if self.n_dirs == 2 else None
         h = zero_padding(x, mask)
-        if mask is not None:  # pack wants the lengths on the CPU
-            lengths = mask.sum(dim=1).cpu()
-            h = pack_padded_sequence(h, lengths, batch_first=True, enforce_sorted=False)
-        for rnn in self.rnns:
-            h, state = rnn(h)
-        if isinstance(state, tuple):  # LSTM: (hidden state, cell state)
-            state = state[0]
-        last = state[-self.n_dirs:].transpose(0, 1).reshape(x.shape[0], -1)
-        return torch.cat([self.rho(torch.cat([last, log_n], dim=-1)), log_n], dim=-1)
+        for layer in self.layers:
+            out = [layer[0](h)[0]]
+            if flip is not None:
+                out.append(_take_steps(layer[1](_take_steps(h, flip))[0], flip))
+            h = torch.cat(out, dim=-1)
+        last = out[0][torch.arange(batch, device=x.device), n - 1]
+        if flip is not None:  # the backward direction ends at the first step
+            last = torch.cat([last, out[1][:, 0]], dim=-1)
+        mean = zero_padding(h, mask).sum(dim=1) / n.unsqueeze(1).to(h.dtype)
+        return torch.cat([self.rho(torch.cat([last, mean, log_n], dim=-1)), log_n], dim=-1)
 
 
 class _CausalConv(nn.Module):
