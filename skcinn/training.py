@@ -80,12 +80,12 @@ def _epoch(model, optimizer, scheduler, data: Tensors, config, gen, device, hist
             norm = nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
             if torch.isfinite(norm):
                 optimizer.step()
+                scheduler.step()
                 losses.append(loss.item())
             else:
                 history.skipped_batches += 1
         else:
             history.skipped_batches += 1
-        scheduler.step()
     if not losses:
         raise FloatingPointError(
             "Every batch of an epoch had a non-finite loss; training stopped with the last "

@@ -1,0 +1,77 @@
+"""The training loop alone: non-finite batches, early stopping, best weights."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from skcinn.training import TrainingConfig, train
+
+
+class Gaussian(nn.Module):
+    """log N(theta; mu, 1) with a learned mu; NaN for rows whose x is NaN."""
+
+    def __init__(self):
+        super().__init__()
+        self.mu = nn.Parameter(torch.zeros(1))
+
+    def log_prob(self, theta, x):
+        lp = -0.5 * ((theta - self.mu) ** 2).sum(-1) - 0.5 * math.log(2 * math.pi)
+        return lp + 0 * x.sum(-1)  # NaN where x is NaN
+
+
+def _data(n, poison=0):
+    gen = torch.Generator().manual_seed(0)
+    theta = 3.0 + torch.randn(n, 1, generator=gen)
+    x = torch.zeros(n, 1)
+    x[:poison] = float("nan")
+    return theta, x
+
+
+def test_non_finite_batches_are_skipped_not_applied():
+    model = Gaussian()
+    config = TrainingConfig(max_iter=30, batch_size=16, learning_rate=0.1, n_iter_no_change=30)
+    history = train(model, _data(256, poison=3), None, config,
+                    torch.Generator().manual_seed(1), torch.device("cpu"))
+    assert history.skipped_batches > 0
+    assert torch.isfinite(model.mu).all()
+    assert abs(model.mu.item() - 3.0) < 0.3  # still learned from the good batches
+
+
+def test_all_batches_non_finite_raises_and_keeps_weights():
+    model = Gaussian()
+    config = TrainingConfig(max_iter=3, batch_size=16)
+    with pytest.raises(FloatingPointError, match="non-finite loss"):
+        train(model, _data(32, poison=32), None, config, torch.Generator().manual_seed(1),
+              torch.device("cpu"))
+    assert model.mu.item() == 0.0
+
+
+def test_early_stopping_restores_the_best_epoch():
+    model = Gaussian()
+    config = TrainingConfig(max_iter=200, batch_size=32, learning_rate=0.05, n_iter_no_change=5)
+    history = train(model, _data(256), _data(64), config, torch.Generator().manual_seed(1),
+                    torch.device("cpu"))
+    assert history.n_iter < 200  # stopped early
+    # the best score is the last one that improved by more than tol
+    assert max(history.validation_scores) - config.tol <= history.best_score
+    assert history.best_score in history.validation_scores
+    assert history.validation_scores[-1] != history.best_score
+    theta, x = _data(64)
+    with torch.no_grad():  # the weights of that epoch were restored
+        restored = model.log_prob(theta, x).mean().item()
+    assert restored == pytest.approx(history.best_score, abs=1e-6)
+
+
+def test_online_refresh_is_called_every_epoch_after_the_first():
+    calls = []
+
+    def refresh(epoch):
+        calls.append(epoch)
+        return _data(64)
+
+    config = TrainingConfig(max_iter=4, batch_size=32, n_iter_no_change=10)
+    train(Gaussian(), _data(64), None, config, torch.Generator().manual_seed(1),
+          torch.device("cpu"), refresh)
+    assert calls == [1, 2, 3]
