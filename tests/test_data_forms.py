@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.metrics import r2_score
 
 from skcinn import CINNPosteriorEstimator
-from skcinn.simulators import GaussianMean
+from skcinn.simulators import GaussianMean, Ricker
 
 TINY = dict(
     hidden_layer_sizes=(16, 16), summary_hidden_sizes=(16,), summary_dim=4,
@@ -150,3 +151,27 @@ def test_user_summary_with_a_bad_output_shape(ragged):
 
     with pytest.raises(ValueError, match="it must return \\(batch, k\\)"):
         CINNPosteriorEstimator(**TINY, summary_network=Flat()).fit(sets, theta)
+
+
+@pytest.mark.slow
+def test_ricker_parameters_recovered_with_a_recurrent_summary():
+    """A GRU summary on short Ricker series (40-60 counts) recovers r and phi.
+
+    Thresholds: an order-blind summary (a DeepSet on the same budget) reaches R² ≈ 0.12
+    for r, so R² > 0.5 shows the network reads the dynamics; phi (the observation scale)
+    is read off the counts' level (≈ 0.8 even order-blind, > 0.9 here). sigma is weakly
+    identified by 40-60 steps (the paper reaches R² 0.92 at T = 500 with 100k iterations);
+    here it must still beat the prior mean.
+    """
+    model = Ricker(n_steps=(40, 60))
+    est = CINNPosteriorEstimator(
+        summary_network="gru", n_simulations=4000, max_iter=30, batch_size=64,
+        random_state=0, device="cpu",
+    ).fit(model.simulate, model.prior)
+    rng = np.random.default_rng(7)
+    theta = model.sample_prior(300, rng)
+    pred = est.predict(model.simulate(theta, rng))
+    r2 = [r2_score(theta[:, j], pred[:, j]) for j in range(3)]
+    assert r2[0] > 0.5 and r2[2] > 0.8 and r2[1] > 0.0, r2
+    draws = est.sample_posterior(model.simulate(theta[:20], rng), 50, random_state=0)
+    assert draws[..., 1].min() > 0.05 and draws[..., 1].max() < 0.7  # sigma in its support
