@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -29,6 +31,10 @@ from .transforms import ParameterTransform, feature_moments, fit_parameter_trans
 _DRAWS_PER_CHUNK = {"cpu": 2**12, "cuda": 2**20}
 _PREDICT_DRAWS = 512  # fixed antithetic draws behind predict()
 _AUTO_SUMMARY = {2: None, 3: "deepset", 4: "cnn"}  # summary_network="auto", by rank of X
+
+
+def _no_history() -> dict:
+    return {"loss": [], "validation_score": [], "learning_rate": [], "seconds": []}
 
 
 @contextlib.contextmanager
@@ -105,10 +111,27 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
         Continue training the fitted networks on the next call to ``fit``.
     device : {"auto", "cpu", "cuda"}, default="auto"
         ``"auto"`` takes CUDA when available.
+    max_time : float or None, default=None
+        Wall-clock budget of training in seconds: the epoch that passes it is the last.
+        With ``n_simulations`` and ``max_iter``, whichever ends first ends training
+        (``stop_reason_`` says which).
+    checkpoint_path : str, path-like or None, default=None
+        After every epoch, the estimator, its best weights so far and the optimiser
+        state are written to this file (atomically: write, then rename), so a killed
+        process loses at most one epoch. A later ``fit`` with ``warm_start=True`` and the
+        same path resumes an unfinished training where it stopped, also in a new
+        process. The file is read without executing code.
     group_column : str or None, default=None
         For ``X`` given as a long DataFrame (one row per observation): the column naming
         the data set of each row. Data sets are ordered by their sorted key; ``y`` rows
         follow that order. The other columns are the features.
+    n_jobs : int or None, default=None
+        Workers simulating with ``fit(simulator, prior)``, through ``joblib.Parallel``
+        on chunks of parameter vectors. ``None`` means 1 unless inside a
+        :func:`joblib.parallel_config` context; ``-1`` means all processors. Any joblib
+        backend works (``with joblib.parallel_config("dask"):`` simulates on a Dask
+        cluster); the simulations depend on ``random_state`` only, not on ``n_jobs`` or
+        the backend (see :mod:`skcinn.simulation`).
 
     Attributes
     ----------
@@ -134,6 +157,12 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
         The trained summary and invertible networks.
     loss_curve_ : list of float
         Mean training loss per epoch.
+    history_ : DataFrame
+        One row per epoch: ``loss``, ``validation_score``, ``learning_rate``,
+        ``seconds`` (all epochs of warm-started fits).
+    stop_reason_ : str
+        Why the last training ended: ``"max_iter"``, ``"converged"`` (early stopping),
+        ``"max_time"`` or ``"interrupted"`` (KeyboardInterrupt; best weights kept).
     validation_scores_ : list of float
         Mean validation log density per epoch (standardised space); empty without
         early stopping.
@@ -143,7 +172,11 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
     n_simulations_ : int
         Training pairs used (per epoch when online).
     n_failed_simulations_ : int
-        Simulations dropped because they returned NaN or inf.
+        Simulations dropped because they raised an exception or returned NaN or inf
+        (summed over all epochs when online).
+    failed_parameters_ : ndarray of shape (n_failed_simulations_, n_params)
+        The parameters of those simulations, in draw order, to reproduce and fix the
+        failures; empty when none failed. Set by ``fit(simulator, prior)``.
 
     See Also
     --------
@@ -183,6 +216,9 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
         "warm_start": ["boolean"],
         "device": [StrOptions({"auto", "cpu", "cuda"})],
         "group_column": [str, None],
+        "n_jobs": [Integral, None],
+        "max_time": [Interval(Real, 0, None, closed="neither"), None],
+        "checkpoint_path": [str, os.PathLike, None],
     }
 
     def __init__(
@@ -209,6 +245,9 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
         warm_start: bool = False,
         device: str = "auto",
         group_column: str | None = None,
+        n_jobs: int | None = None,
+        max_time: float | None = None,
+        checkpoint_path: str | os.PathLike | None = None,
     ) -> None:
         self.n_coupling_blocks = n_coupling_blocks
         self.coupling = coupling
@@ -231,6 +270,9 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
         self.warm_start = warm_start
         self.device = device
         self.group_column = group_column
+        self.n_jobs = n_jobs
+        self.max_time = max_time
+        self.checkpoint_path = checkpoint_path
 
     # ---------------------------------------------------------------------- training
 
@@ -256,6 +298,7 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
         """
         with _unchanged_on_error(self):
             rng = check_random_state(self.random_state)
+            resume = self._resume_state()
             reset = not (self.warm_start and hasattr(self, "network_"))
             if callable(X) and not hasattr(X, "shape"):
                 data, theta, lower, upper, names, refresh = self._simulate(X, y, rng, reset)
@@ -279,24 +322,36 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
                 self._theta_1d = theta_1d
             else:
                 self._check_rank(data.rank)
-            self._fit_data(data, theta, rng, refresh, continuing=not reset)
+            self._fit_data(data, theta, rng, refresh, continuing=not reset, resume=resume)
         return self
 
     def _simulate(self, simulator, prior, rng, reset: bool):
+        """Simulate the training pairs (chunked, on ``n_jobs`` joblib workers) and a
+        ``refresh`` drawing fresh ones for online training; record the failures."""
         prior = as_prior(prior)
         sim_rng = np.random.default_rng(tu.seed_from(rng))
-        data, theta, failed = simulate_datasets(simulator, prior, self.n_simulations, sim_rng)
+
+        failures = []
+
+        def draw():
+            data, theta, failed = simulate_datasets(
+                simulator, prior, self.n_simulations, sim_rng, n_jobs=self.n_jobs
+            )
+            failures.append(failed)
+            self.failed_parameters_ = np.concatenate(failures)
+            self.n_failed_simulations_ = len(self.failed_parameters_)
+            return data, theta
+
+        data, theta = draw()
         self._check_data(data, None, reset)
-        self.n_failed_simulations_ = len(failed)
         lower, upper = prior.support(theta.shape[1])
 
         def refresh(epoch: int):
-            fresh, fresh_theta, _ = simulate_datasets(simulator, prior, self.n_simulations, sim_rng)
-            return self._tensors(fresh, fresh_theta)
+            return self._tensors(*draw())
 
         return data, theta, lower, upper, prior.names, refresh if self.online else None
 
-    def _fit_data(self, data, theta, rng, refresh, continuing: bool) -> None:
+    def _fit_data(self, data, theta, rng, refresh, continuing: bool, resume=None) -> None:
         n_val = int(round(self.validation_fraction * len(theta))) if self.early_stopping else 0
         if self.early_stopping and not 1 <= n_val < len(theta):
             raise ValueError(
@@ -308,22 +363,74 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
         tensors = self._tensors(data.take(fit_idx), theta[fit_idx])
         validation = self._tensors(data.take(val), theta[val]) if n_val else None
         config = TrainingConfig(
-            self.max_iter, self.batch_size, self.learning_rate_init,
-            self.n_iter_no_change, self.tol, verbose=self.verbose,
+            self.max_iter, self.batch_size, self.learning_rate_init, self.n_iter_no_change,
+            self.tol, verbose=self.verbose, max_time=self.max_time,
         )
         gen = tu.generator(tu.seed_from(rng), tensors[0].device)
+        base = resume["base"] if resume else (self._history if continuing else _no_history())
+        checkpoint = None
+        if self.checkpoint_path is not None:
+            from .persistence import save_checkpoint
+
+            def checkpoint(state):
+                save_checkpoint(self, {**state, "base": base}, self.checkpoint_path)
         with tu.torch_threads(self.device_):
             history = train(self.network_, tensors, validation, config, gen, self.device_,
-                            refresh)
-        previous = self.loss_curve_ if continuing else []
-        self.loss_curve_ = previous + history.loss_curve
-        self.validation_scores_ = (self.validation_scores_ if continuing else []) + (
-            history.validation_scores
-        )
-        self.best_validation_score_ = history.best_score if n_val else None
+                            refresh, resume, checkpoint)
+        self._record(history, base, n_val > 0, len(fit_idx))
+        if checkpoint is not None and history.stopped != "interrupted":
+            checkpoint({"finished": True})
+        if history.stopped == "interrupted":
+            warnings.warn(
+                f"Training was interrupted after {history.n_iter} epochs; the estimator keeps "
+                "the best weights so far" + (
+                    " and fit(...) with warm_start=True resumes from checkpoint_path."
+                    if self.checkpoint_path else "."
+                ), UserWarning, stacklevel=3,
+            )
+
+    def _record(self, history, base: dict, validated: bool, n_pairs: int) -> None:
+        """Fitted attributes describing training (all epochs of warm-started fits)."""
+        self._history = {
+            "loss": base["loss"] + history.loss_curve,
+            "validation_score": base["validation_score"] + history.validation_scores,
+            "learning_rate": base["learning_rate"] + history.learning_rates,
+            "seconds": base["seconds"] + history.epoch_seconds,
+        }
+        self.loss_curve_ = list(self._history["loss"])
+        self.validation_scores_ = list(self._history["validation_score"])
+        self.best_validation_score_ = history.best_score if validated else None
         self.n_iter_ = history.n_iter
-        self.n_simulations_ = len(fit_idx)
+        self.stop_reason_ = history.stopped
+        self.n_simulations_ = n_pairs
         self.fit_time_ = history.seconds
+
+    @property
+    def history_(self) -> pd.DataFrame:
+        """One row per epoch: loss, validation score, learning rate and seconds."""
+        check_is_fitted(self)
+        n = len(self._history["loss"])
+        return pd.DataFrame(
+            {k: v for k, v in self._history.items() if len(v) == n}
+        ).rename_axis("epoch")
+
+    def _resume_state(self) -> dict | None:
+        """The training state of an unfinished checkpoint (adopting its fitted state)."""
+        path = self.checkpoint_path
+        if not self.warm_start or path is None or not os.path.exists(path):
+            return None
+        from .persistence import load_checkpoint
+
+        loaded, training = load_checkpoint(path)
+        if not training or training.get("finished"):
+            return None
+        if not hasattr(self, "network_"):  # a new process: take the fitted state too
+            params = self.get_params(deep=False)
+            self.__dict__.update({k: v for k, v in vars(loaded).items() if k not in params})
+            self.device_ = tu.resolve_device(self.device)
+            self.network_.to(self.device_)
+        self.network_.load_state_dict(training["model"])
+        return training
 
     def _initialise(self, data, theta, lower, upper, names, rng) -> None:
         """Resolve settings, fit the standardisations and build fresh networks."""
@@ -425,6 +532,27 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
                     theta = self._theta_transform.inverse(u.to("cpu", torch.float64))
                     out[start : start + len(c), s : s + chunk] = theta.numpy()
         return out
+
+    def summarize(self, X) -> np.ndarray:
+        """The learned summary (the condition of the invertible network) of each data set.
+
+        For flat features without a summary network this is the standardised ``X``. The
+        summaries feed misspecification checks or any other scikit-learn model.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Data sets, in the form used for ``fit``.
+
+        Returns
+        -------
+        ndarray of shape (n_datasets, n_summary)
+        """
+        check_is_fitted(self)
+        data = self._validate_X(X, reset=False)
+        with tu.torch_threads(self.device_), torch.inference_mode():
+            self.network_.eval()
+            return tu.to_numpy(self._conditions(data))
 
     def sample_posterior(
         self, X, n_samples: int = 1000, random_state=None, as_frame: bool = False

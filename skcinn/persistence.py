@@ -155,6 +155,8 @@ def _encode_params(params: dict) -> dict:
 def _plain_param(value: Any) -> Any:
     if isinstance(value, np.generic):
         value = value.item()
+    if isinstance(value, os.PathLike):  # e.g. checkpoint_path: stored as its string
+        value = os.fsdecode(os.fspath(value))
     if type(value) in _PLAIN_TYPES:
         return value
     if type(value) in (list, tuple):
@@ -280,6 +282,11 @@ def save(estimator: CINNPosteriorEstimator, path: str | os.PathLike) -> None:
             "joblib (trusted files only) for other objects, subclasses included."
         )
     check_is_fitted(estimator, "network_")
+    _atomic_save(_payload(estimator), os.fsdecode(os.fspath(path)))
+
+
+def _payload(estimator: CINNPosteriorEstimator) -> dict:
+    """The file's content: format stamp, parameters, encoded fitted state."""
     from . import __version__
 
     params = _encode_params(estimator.get_params(deep=False))
@@ -296,7 +303,22 @@ def save(estimator: CINNPosteriorEstimator, path: str | os.PathLike) -> None:
         "state": state,
         "numpy": record,
     }
-    _atomic_save(payload, os.fsdecode(os.fspath(path)))
+    return payload
+
+
+def save_checkpoint(estimator: CINNPosteriorEstimator, training: dict, path) -> None:
+    """Write the estimator and a training state (plain data and CPU tensors) atomically.
+
+    Used by ``fit`` with ``checkpoint_path``; :func:`load_checkpoint` reads it back.
+    """
+    _atomic_save({**_payload(estimator), "training": training}, os.fsdecode(os.fspath(path)))
+
+
+def load_checkpoint(path) -> tuple[CINNPosteriorEstimator, dict | None]:
+    """The estimator and training state of a checkpoint (or of a file from :func:`save`)."""
+    path = os.fsdecode(os.fspath(path))
+    payload = _read(path, f"The file {path!r}")
+    return _from_payload(payload, f"The file {path!r}"), payload.get("training")
 
 
 def _atomic_save(payload: dict, path: str) -> None:
@@ -382,6 +404,11 @@ def load(path: str | os.PathLike) -> CINNPosteriorEstimator:
     path = os.fsdecode(os.fspath(path))
     where = f"The file {path!r}"
     payload = _read(path, where)
+    return _from_payload(payload, where)
+
+
+def _from_payload(payload: Any, where: str) -> CINNPosteriorEstimator:
+    """Rebuild the estimator of a checked payload."""
     params, state = _check_payload(payload, where)
     decoded = _decode(state, payload["numpy"], where)
     estimator = CINNPosteriorEstimator(**params)

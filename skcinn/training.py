@@ -6,10 +6,11 @@ is not finite is skipped, never applied, so one bad batch cannot poison the weig
 
 from __future__ import annotations
 
-import copy
 import math
+import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
@@ -30,18 +31,27 @@ class TrainingConfig:
     tol: float = 1e-4
     clip_norm: float = 5.0
     verbose: int = 0
+    max_time: float | None = None
 
 
 @dataclass
 class History:
-    """What happened during :func:`train`."""
+    """What happened during :func:`train`.
+
+    ``stopped`` says why training ended: ``"max_iter"``, ``"converged"`` (no
+    improvement for ``n_iter_no_change`` epochs), ``"max_time"`` or ``"interrupted"``
+    (KeyboardInterrupt; the best weights so far are kept).
+    """
 
     loss_curve: list[float] = field(default_factory=list)
     validation_scores: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    learning_rates: list[float] = field(default_factory=list)
     best_score: float = -math.inf
     n_iter: int = 0
     skipped_batches: int = 0
     seconds: float = 0.0
+    stopped: str = "max_iter"
 
 
 def _to(batch: Tensors, device: torch.device) -> Tensors:
@@ -102,6 +112,35 @@ def make_optimizer(model: nn.Module, learning_rate: float) -> torch.optim.Optimi
         return torch.optim.Adam(model.parameters(), lr=learning_rate)
 
 
+@dataclass
+class _State:
+    """Everything a resumed training needs besides the model's own weights."""
+
+    history: History
+    best_state: dict | None = None
+    stale: int = 0
+
+
+def _progress(config: TrainingConfig, epoch: int, history: History, bar) -> None:
+    """One line per epoch in logs, a progress bar in terminals (verbose > 0 only)."""
+    loss = history.loss_curve[-1]
+    val = history.validation_scores[-1] if history.validation_scores else None
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}", **({} if val is None else {"val": f"{val:.4f}"}))
+    elif config.verbose:
+        extra = "" if val is None else f", validation log density {val:.4f}"
+        print(f"epoch {epoch + 1}/{config.max_iter}: loss {loss:.4f}{extra}", flush=True)
+
+
+def _progress_bar(config: TrainingConfig, initial: int):
+    if not config.verbose or not sys.stderr.isatty():
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=config.max_iter, initial=initial, desc="training", unit="epoch")
+
+
 def train(
     model: nn.Module,
     data: Tensors,
@@ -110,7 +149,8 @@ def train(
     gen: torch.Generator,
     device: torch.device,
     refresh: Callable[[int], Tensors] | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
+    resume: dict | None = None,
+    checkpoint: Callable[[dict], None] | None = None,
 ) -> History:
     """Train ``model`` by maximum likelihood, ``loss = -mean log q(theta | x)``.
 
@@ -127,48 +167,120 @@ def train(
         Where the model lives; batches are moved there.
     refresh : callable, optional
         ``refresh(epoch) -> Tensors``: fresh training pairs for each epoch after the
-        first (online learning).
-    optimizer : torch.optim.Optimizer, optional
-        Continue with this optimiser (warm start); a new Adam otherwise.
+        first (online learning). The next round is simulated in a background thread
+        while the current one trains.
+    resume : dict, optional
+        A state passed to ``checkpoint`` by an earlier call: training continues after
+        its epoch, with its optimiser, schedule, best weights and history.
+    checkpoint : callable, optional
+        Called after every epoch with the resumable state (CPU tensors and plain data).
 
     Returns
     -------
     History
         Loss curve, validation scores (mean validation log density, higher is better),
-        epochs run and skipped batches. The weights of the best epoch are restored.
+        epochs run, why training stopped. The weights of the best epoch are restored.
     """
     start = time.perf_counter()
-    optimizer = optimizer or make_optimizer(model, config.learning_rate)
+    optimizer = make_optimizer(model, config.learning_rate)
     steps = config.max_iter * math.ceil(len(data[0]) / config.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, steps) / steps))
     )
-    history = History()
-    best_state, stale = None, 0
-    model.train()
-    for epoch in range(config.max_iter):
-        if refresh is not None and epoch > 0:
-            data = refresh(epoch)
-        loss = _epoch(model, optimizer, scheduler, data, config, gen, device, history)
-        history.loss_curve.append(loss)
-        history.n_iter = epoch + 1
-        score = -loss
-        if validation is not None:
-            score = mean_log_prob(model, validation, device)
-            history.validation_scores.append(score)
-        if config.verbose:
-            extra = f", validation log density {score:.4f}" if validation is not None else ""
-            print(f"epoch {epoch + 1}/{config.max_iter}: loss {loss:.4f}{extra}", flush=True)
-        if score > history.best_score + config.tol:
-            history.best_score, stale = score, 0
-            if validation is not None:
-                best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
-            if stale >= config.n_iter_no_change:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    state = _State(History())
+    if resume is not None:
+        state = _restore(resume, optimizer, scheduler, gen)
+    history = state.history
+    first = history.n_iter
+    bar = _progress_bar(config, first)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        upcoming = _submit(pool, refresh, first, config)
+        try:
+            for epoch in range(first, config.max_iter):
+                if upcoming is not None and epoch > first:
+                    data = upcoming.result()
+                    upcoming = _submit(pool, refresh, epoch, config)
+                tick = time.perf_counter()
+                loss = _epoch(model, optimizer, scheduler, data, config, gen, device, history)
+                _record(history, loss, optimizer, tick)
+                score = -loss
+                if validation is not None:
+                    score = mean_log_prob(model, validation, device)
+                    history.validation_scores.append(score)
+                _progress(config, epoch, history, bar)
+                stop = _update_best(state, model, score, config, validation is not None)
+                if checkpoint is not None:
+                    checkpoint(_snapshot(state, model, optimizer, scheduler, gen))
+                if stop is None and config.max_time is not None and (
+                    time.perf_counter() - start > config.max_time
+                ):
+                    stop = "max_time"
+                if stop is not None:
+                    history.stopped = stop
+                    break
+        except KeyboardInterrupt:
+            history.stopped = "interrupted"
+        finally:
+            if upcoming is not None:
+                upcoming.cancel()
+            if bar is not None:
+                bar.close()
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
     model.eval()
     history.seconds = time.perf_counter() - start
     return history
+
+
+def _submit(pool, refresh, epoch: int, config: TrainingConfig):
+    """Start simulating the training pairs of ``epoch + 1`` (None when there is none)."""
+    if refresh is None or epoch + 1 >= config.max_iter:
+        return None
+    return pool.submit(refresh, epoch + 1)
+
+
+def _record(history: History, loss: float, optimizer, tick: float) -> None:
+    history.loss_curve.append(loss)
+    history.n_iter += 1
+    history.epoch_seconds.append(time.perf_counter() - tick)
+    history.learning_rates.append(optimizer.param_groups[0]["lr"])
+
+
+def _update_best(state: _State, model, score: float, config, keep: bool) -> str | None:
+    """Note an improvement (keeping the weights when validating); 'converged' when stale."""
+    if score > state.history.best_score + config.tol:
+        state.history.best_score, state.stale = score, 0
+        if keep:
+            state.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return None
+    state.stale += 1
+    return "converged" if state.stale >= config.n_iter_no_change else None
+
+
+def _cpu(tree):
+    """A copy of nested dicts/lists of tensors with every tensor on the CPU."""
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().cpu().clone()
+    if isinstance(tree, dict):
+        return {k: _cpu(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_cpu(v) for v in tree)
+    return tree
+
+
+def _snapshot(state: _State, model, optimizer, scheduler, gen) -> dict:
+    """The resumable training state, on the CPU, as plain data and tensors."""
+    history = {k: v for k, v in vars(state.history).items()}
+    return _cpu({
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(), "generator": gen.get_state(),
+        "best_state": state.best_state, "stale": state.stale, "history": history,
+    })
+
+
+def _restore(resume: dict, optimizer, scheduler, gen) -> _State:
+    """Load a :func:`_snapshot` into the optimiser, schedule and generator."""
+    optimizer.load_state_dict(resume["optimizer"])
+    scheduler.load_state_dict(resume["scheduler"])
+    gen.set_state(resume["generator"])
+    return _State(History(**resume["history"]), resume["best_state"], resume["stale"])

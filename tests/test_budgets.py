@@ -1,0 +1,98 @@
+"""Budgets, training history, interrupts and resuming from a checkpoint."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import skcinn
+from skcinn import CINNPosteriorEstimator
+from skcinn.simulators import GaussianMean
+
+MODEL = GaussianMean(n_obs=10)
+TINY = dict(
+    hidden_layer_sizes=(16, 16), summary_hidden_sizes=(16,), summary_dim=4,
+    n_coupling_blocks=2, n_simulations=400, random_state=0, device="cpu",
+)
+
+
+class InterruptingSimulator:
+    """The model's simulator, raising KeyboardInterrupt at call ``fail_at`` (1-based)."""
+
+    def __init__(self, fail_at):
+        self.fail_at, self.calls = fail_at, 0
+
+    def __call__(self, theta, rng):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise KeyboardInterrupt
+        return MODEL.simulate(theta, rng)
+
+
+def test_max_time_ends_training():
+    est = CINNPosteriorEstimator(**TINY, max_iter=10_000, max_time=0.5)
+    est.fit(MODEL.simulate, MODEL.prior)
+    assert est.stop_reason_ == "max_time"
+    assert 1 <= est.n_iter_ < 10_000
+    assert est.fit_time_ < 5
+
+
+def test_history_records_every_epoch_and_grows_with_warm_starts():
+    est = CINNPosteriorEstimator(**TINY, max_iter=3, warm_start=True)
+    est.fit(MODEL.simulate, MODEL.prior)
+    history = est.history_
+    assert isinstance(history, pd.DataFrame) and len(history) == 3
+    assert list(history.columns) == ["loss", "validation_score", "learning_rate", "seconds"]
+    np.testing.assert_array_equal(history["loss"], est.loss_curve_)
+    assert (history["seconds"] > 0).all() and history["learning_rate"].is_monotonic_decreasing
+    assert est.stop_reason_ == "max_iter"
+    est.fit(MODEL.simulate, MODEL.prior)
+    assert len(est.history_) == 6 and len(est.loss_curve_) == 6
+
+
+def test_interrupted_fit_keeps_the_best_weights_and_resumes(tmp_path):
+    path = tmp_path / "run.skcinn"
+    settings = dict(TINY, max_iter=6, online=True, checkpoint_path=str(path), batch_size=32,
+                    learning_rate_init=1e-2)
+    # call 1 simulates epoch 0; call k + 1 (epoch k's data) is interrupted: k epochs run
+    est = CINNPosteriorEstimator(**settings)
+    with pytest.warns(UserWarning, match="interrupted after 3 epochs"):
+        est.fit(InterruptingSimulator(fail_at=4), MODEL.prior)
+    assert est.stop_reason_ == "interrupted" and est.n_iter_ == 3
+    rng = np.random.default_rng(1)
+    X = MODEL.simulate(MODEL.sample_prior(5, rng), rng)
+    assert est.sample_posterior(X, 10).shape == (5, 10, 2)  # still usable
+    assert skcinn.load(path).n_params_ == 2  # the checkpoint is an ordinary model file
+
+    # a new process: a fresh estimator with the same checkpoint resumes at epoch 3
+    resumed = CINNPosteriorEstimator(**settings, warm_start=True)
+    resumed.fit(MODEL.simulate, MODEL.prior)
+    assert resumed.n_iter_ == 6 and len(resumed.loss_curve_) == 6
+    np.testing.assert_allclose(resumed.loss_curve_[:3], est.loss_curve_[:3])
+    assert resumed.stop_reason_ == "max_iter"
+
+    straight = CINNPosteriorEstimator(**dict(settings, checkpoint_path=None))
+    straight.fit(MODEL.simulate, MODEL.prior)
+    # the resumed fit reaches the loss an uninterrupted fit reaches
+    assert abs(resumed.loss_curve_[-1] - straight.loss_curve_[-1]) < 0.15
+    assert resumed.loss_curve_[-1] < resumed.loss_curve_[0] - 0.5
+
+    # a finished checkpoint is not resumed: warm start trains max_iter more epochs
+    resumed.fit(MODEL.simulate, MODEL.prior)
+    assert len(resumed.loss_curve_) == 12
+
+
+def test_checkpoint_is_written_every_epoch(tmp_path, monkeypatch):
+    import skcinn.persistence as persistence
+
+    written = []
+    original = persistence.save_checkpoint
+
+    def spy(est, training, path):
+        written.append(training.get("finished", False))
+        original(est, training, path)
+
+    monkeypatch.setattr(persistence, "save_checkpoint", spy)
+    est = CINNPosteriorEstimator(**TINY, max_iter=4, checkpoint_path=tmp_path / "c.skcinn")
+    est.fit(MODEL.simulate, MODEL.prior)
+    assert written == [False] * 4 + [True]
+    assert not list(tmp_path.glob("*.tmp*"))  # atomic writes leave no temporary files
