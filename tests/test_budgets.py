@@ -96,3 +96,22 @@ def test_checkpoint_is_written_every_epoch(tmp_path, monkeypatch):
     est.fit(MODEL.simulate, MODEL.prior)
     assert written == [False] * 4 + [True]
     assert not list(tmp_path.glob("*.tmp*"))  # atomic writes leave no temporary files
+
+
+def test_progress_is_silent_by_default_and_one_line_per_epoch_in_logs(capsys):
+    CINNPosteriorEstimator(**TINY, max_iter=2).fit(MODEL.simulate, MODEL.prior)
+    assert capsys.readouterr().out == ""
+    CINNPosteriorEstimator(**TINY, max_iter=3, verbose=1).fit(MODEL.simulate, MODEL.prior)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("epoch 1/3: loss ")
+    assert "validation log density" in lines[0]
+
+
+def test_progress_bar_in_a_terminal(capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    CINNPosteriorEstimator(**TINY, max_iter=3, verbose=1).fit(MODEL.simulate, MODEL.prior)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "training" in captured.err and "3/3" in captured.err and "loss=" in captured.err
