@@ -304,13 +304,7 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
                 data, theta, lower, upper, names, refresh = self._simulate(X, y, rng, reset)
                 theta_1d = False
             else:
-                if y is None:
-                    raise ValueError(
-                        f"{type(self).__name__} requires y to be passed, but the target y is None."
-                    )
-                names = [str(c) for c in y.columns] if hasattr(y, "columns") else None
-                data = self._validate_X(X, reset=reset)
-                theta, theta_1d = self._validate_theta(y, len(data), reset=reset)
+                data, theta, theta_1d, names = self._validate_pairs(X, y, reset=reset)
                 lower, upper = np.full(theta.shape[1], -np.inf), np.full(theta.shape[1], np.inf)
                 refresh, self.n_failed_simulations_ = None, 0
             if len(theta) < 2:
@@ -324,6 +318,51 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
                 self._check_rank(data.rank)
             self._fit_data(data, theta, rng, refresh, continuing=not reset, resume=resume)
         return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y):
+        """Train one epoch on ``(X, y)``, continuing from the current weights.
+
+        For simulation banks that do not fit in memory: pass them chunk by chunk. The
+        first call builds the networks and fixes the standardisation from its chunk;
+        later calls must have the same form of ``X`` and number of parameters. The
+        learning rate stays at ``learning_rate_init`` (no schedule, no early stopping),
+        as in scikit-learn's ``MLPRegressor.partial_fit``.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Data sets, in any form ``fit`` accepts (not a simulator).
+        y : array-like of shape (n, n_params) or (n,)
+            The parameters behind each data set.
+
+        Returns
+        -------
+        self : CINNPosteriorEstimator
+        """
+        with _unchanged_on_error(self):
+            first = not hasattr(self, "network_")
+            data, theta, theta_1d, names = self._validate_pairs(X, y, reset=first)
+            rng = check_random_state(self.random_state)
+            if first:
+                unbounded = np.full(theta.shape[1], np.inf)
+                self._initialise(data, theta, -unbounded, unbounded, names, rng)
+                self._theta_1d, self.n_failed_simulations_ = theta_1d, 0
+            else:
+                self._check_rank(data.rank)
+            self._fit_data(data, theta, rng, None, continuing=not first, partial=True)
+        return self
+
+    def _validate_pairs(self, X, y, reset: bool):
+        """Checked (data, theta, whether y was 1-D, parameter names) of given pairs."""
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
+        names = [str(c) for c in y.columns] if hasattr(y, "columns") else None
+        data = self._validate_X(X, reset=reset)
+        theta, theta_1d = self._validate_theta(y, len(data), reset=reset)
+        return data, theta, theta_1d, names
 
     def _simulate(self, simulator, prior, rng, reset: bool):
         """Simulate the training pairs (chunked, on ``n_jobs`` joblib workers) and a
@@ -351,9 +390,12 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
 
         return data, theta, lower, upper, prior.names, refresh if self.online else None
 
-    def _fit_data(self, data, theta, rng, refresh, continuing: bool, resume=None) -> None:
-        n_val = int(round(self.validation_fraction * len(theta))) if self.early_stopping else 0
-        if self.early_stopping and not 1 <= n_val < len(theta):
+    def _fit_data(
+        self, data, theta, rng, refresh, continuing: bool, resume=None, partial: bool = False
+    ) -> None:
+        validate = self.early_stopping and not partial
+        n_val = int(round(self.validation_fraction * len(theta))) if validate else 0
+        if validate and not 1 <= n_val < len(theta):
             raise ValueError(
                 f"validation_fraction={self.validation_fraction} of {len(theta)} pairs leaves "
                 "no validation or no training pairs; add data or set early_stopping=False."
@@ -363,8 +405,9 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
         tensors = self._tensors(data.take(fit_idx), theta[fit_idx])
         validation = self._tensors(data.take(val), theta[val]) if n_val else None
         config = TrainingConfig(
-            self.max_iter, self.batch_size, self.learning_rate_init, self.n_iter_no_change,
-            self.tol, verbose=self.verbose, max_time=self.max_time,
+            1 if partial else self.max_iter, self.batch_size, self.learning_rate_init,
+            self.n_iter_no_change, self.tol, verbose=self.verbose, max_time=self.max_time,
+            schedule="constant" if partial else "cosine",
         )
         gen = tu.generator(tu.seed_from(rng), tensors[0].device)
         base = resume["base"] if resume else (self._history if continuing else _no_history())

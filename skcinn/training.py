@@ -32,6 +32,7 @@ class TrainingConfig:
     clip_norm: float = 5.0
     verbose: int = 0
     max_time: float | None = None
+    schedule: str = "cosine"  # or "constant" (partial_fit: an epoch at a time)
 
 
 @dataclass
@@ -184,9 +185,12 @@ def train(
     start = time.perf_counter()
     optimizer = make_optimizer(model, config.learning_rate)
     steps = config.max_iter * math.ceil(len(data[0]) / config.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, steps) / steps))
-    )
+    if config.schedule == "constant":
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 1.0)
+    else:
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, steps) / steps))
+        )
     state = _State(History())
     if resume is not None:
         state = _restore(resume, optimizer, scheduler, gen)

@@ -115,3 +115,21 @@ def test_progress_bar_in_a_terminal(capsys, monkeypatch):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "training" in captured.err and "3/3" in captured.err and "loss=" in captured.err
+
+
+def test_partial_fit_trains_chunk_by_chunk():
+    rng = np.random.default_rng(3)
+    theta = MODEL.sample_prior(1200, rng)
+    X = MODEL.simulate(theta, rng)
+    est = CINNPosteriorEstimator(**dict(TINY, batch_size=32, learning_rate_init=5e-3))
+    scores = []
+    for chunk in np.array_split(np.arange(1000), 5):
+        est.partial_fit(X[chunk], theta[chunk])
+        scores.append(est.score(X[1000:], theta[1000:]))
+    assert len(est.loss_curve_) == 5 and est.n_iter_ == 1
+    assert est.validation_scores_ == []  # no early stopping in partial_fit
+    assert scores[-1] > scores[0] + 0.3  # held-out log density improves chunk by chunk
+    assert len(set(est.history_["learning_rate"])) == 1  # constant learning rate
+    with pytest.raises(ValueError, match="X has 3 features"):
+        est.partial_fit(np.concatenate([X[:5], X[:5, :, :1]], axis=-1), theta[:5])
+    assert len(est.loss_curve_) == 5  # the failed call changed nothing
