@@ -24,7 +24,7 @@ from . import diagnostics
 
 __all__ = [
     "SCORERS", "log_posterior_density", "make_posterior_scorer", "neg_calibration_error",
-    "neg_posterior_nrmse", "posterior_contraction", "sample_posterior",
+    "final_step", "neg_posterior_nrmse", "posterior_contraction", "sample_posterior",
 ]
 
 
@@ -48,16 +48,46 @@ def sample_posterior(estimator, X, n_samples: int = 1000, random_state=None) -> 
     -------
     ndarray of shape (n_datasets, n_samples, n_params)
     """
-    if isinstance(estimator, Pipeline):
+    estimator, X = final_step(estimator, X, "sample_posterior")
+    return estimator.sample_posterior(X, n_samples=n_samples, random_state=random_state)
+
+
+def final_step(estimator, X, method: str):
+    """The estimator that does the inference, and ``X`` transformed for it.
+
+    For a :class:`~sklearn.pipeline.Pipeline` (nested ones too), ``X`` goes through
+    ``pipe[:-1].transform`` and the last step is returned; any other estimator is
+    returned with ``X`` unchanged.
+
+    Parameters
+    ----------
+    estimator : fitted CINNPosteriorEstimator or Pipeline
+    X : array-like or list of array-like
+        Data sets, in the form the estimator (or the pipeline) was fitted on.
+    method : str
+        The method the caller needs, such as ``"sample_posterior"`` or ``"summarize"``.
+
+    Returns
+    -------
+    final : estimator
+        The last step, which has ``method``.
+    X : the transformed data sets
+
+    Raises
+    ------
+    TypeError
+        If the final estimator has no ``method``.
+    """
+    while isinstance(estimator, Pipeline):
         if len(estimator) > 1:
             X = estimator[:-1].transform(X)
-        return sample_posterior(estimator[-1], X, n_samples, random_state)
-    if not hasattr(estimator, "sample_posterior"):
+        estimator = estimator[-1]
+    if not hasattr(estimator, method):
         raise TypeError(
-            f"{type(estimator).__name__} has no sample_posterior; pass a fitted "
+            f"{type(estimator).__name__} has no {method}; pass a fitted "
             "CINNPosteriorEstimator or a Pipeline whose last step is one."
         )
-    return estimator.sample_posterior(X, n_samples=n_samples, random_state=random_state)
+    return estimator, X
 
 
 class _PosteriorScorer:
