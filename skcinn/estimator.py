@@ -307,6 +307,7 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
                 data, theta, theta_1d, names = self._validate_pairs(X, y, reset=reset)
                 lower, upper = np.full(theta.shape[1], -np.inf), np.full(theta.shape[1], np.inf)
                 refresh, self.n_failed_simulations_ = None, 0
+                self.failed_parameters_ = np.empty((0, theta.shape[1]))
             if len(theta) < 2:
                 raise ValueError(
                     f"n_samples={len(theta)}: training needs at least 2 (X, y) pairs."

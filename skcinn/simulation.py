@@ -58,10 +58,11 @@ def as_datasets(X, n: int | None = None, source: str = "X") -> DataSets:
                 f"{source} must be an array (n, n_features) or (n, n_obs, n_features) or a "
                 f"list of (n_obs_i, n_features) arrays; could not convert it: {exc}"
             ) from None
-        if values.ndim not in (2, 3):
+        if values.ndim not in (2, 3, 4):
             raise ValueError(
                 f"{source} has shape {values.shape}; expected (n, n_features), "
-                "(n, n_obs, n_features) or a list of (n_obs_i, n_features) arrays."
+                "(n, n_obs, n_features), (n, channels, height, width) or a list of "
+                "(n_obs_i, n_features) arrays."
             )
         data = DataSets(values)
     if n is not None and len(data) != n:

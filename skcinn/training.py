@@ -201,8 +201,8 @@ def train(
         upcoming = _submit(pool, refresh, first, config)
         try:
             for epoch in range(first, config.max_iter):
-                if upcoming is not None and epoch > first:
-                    data = upcoming.result()
+                if refresh is not None and epoch > first:
+                    data = upcoming.result() if upcoming is not None else refresh(epoch)
                     upcoming = _submit(pool, refresh, epoch, config)
                 tick = time.perf_counter()
                 loss = _epoch(model, optimizer, scheduler, data, config, gen, device, history)

@@ -175,3 +175,15 @@ def test_ricker_parameters_recovered_with_a_recurrent_summary():
     assert r2[0] > 0.5 and r2[2] > 0.8 and r2[1] > 0.0, r2
     draws = est.sample_posterior(model.simulate(theta[:20], rng), 50, random_state=0)
     assert draws[..., 1].min() > 0.05 and draws[..., 1].max() < 0.7  # sigma in its support
+
+
+def test_a_simulator_of_grids():
+    def simulator(theta, rng):
+        return theta[:, :, None, None] + 0.5 * rng.normal(size=(len(theta), 1, 6, 6))
+
+    est = CINNPosteriorEstimator(**TINY, n_simulations=200).fit(
+        simulator, lambda n, rng: rng.normal(size=(n, 1))
+    )
+    assert est.summary_network_ == "cnn" and est.input_shape_ == (1, 6, 6)
+    rng = np.random.default_rng(0)
+    assert est.predict(simulator(np.zeros((3, 1)), rng)).shape == (3, 1)
