@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from .data import read_rows
+
 
 class DeviceWarning(UserWarning):
     """A requested device is not available and another one is used instead."""
@@ -81,3 +83,28 @@ def to_tensor(array: np.ndarray, device: torch.device | str = "cpu") -> torch.Te
 def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     """A float64 numpy array from a tensor on any device."""
     return tensor.detach().to("cpu", torch.float64).numpy()
+
+
+class StreamedRows:
+    """Rows of a bank on disk, read and standardised batch by batch as float32 tensors.
+
+    Indexed like a tensor along its first axis (by an index tensor or a slice), so the
+    training loop and inference read one batch at a time from the file.
+    """
+
+    device = torch.device("cpu")
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray, mean, std) -> None:
+        self.array, self.rows, self.mean, self.std = array, np.asarray(rows), mean, std
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key) -> torch.Tensor:
+        if isinstance(key, torch.Tensor):
+            key = key.cpu().numpy()
+        rows = self.rows[key]
+        order = np.argsort(rows, kind="stable")
+        block = np.empty((len(rows), *self.array.shape[1:]))
+        block[order] = read_rows(self.array, rows[order])
+        return torch.from_numpy(((block - self.mean) / self.std).astype(np.float32))

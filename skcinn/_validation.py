@@ -8,8 +8,10 @@ from sklearn.utils.validation import check_array, validate_data
 from .data import (
     DataSets,
     check_finite,
+    check_finite_streamed,
     from_nan_padded,
     is_list_of_sets,
+    is_streamed,
     long_frame_to_sets,
 )
 from .simulation import as_datasets
@@ -31,6 +33,10 @@ class InputValidationMixin:
     def _validate_X(self, X, reset: bool) -> DataSets:
         """X in any accepted form -> checked, float64 :class:`DataSets`."""
         names = None
+        if is_streamed(X):
+            if X.ndim not in (2, 3, 4):
+                raise ValueError(f"X has shape {X.shape}; a bank on disk must have 2 to 4 axes.")
+            return self._check_data(DataSets(X), None, reset)
         if getattr(self, "group_column", None) is not None and hasattr(X, "columns"):
             sets, names = long_frame_to_sets(X, self.group_column)
             data = as_datasets(sets)
@@ -52,7 +58,10 @@ class InputValidationMixin:
         """Rank, finiteness, feature count and layout of sets, series or grids."""
         if not reset:
             self._check_rank(data.rank)
-        check_finite(data.values, data.mask, "X", "data sets")
+        if is_streamed(data.values):
+            check_finite_streamed(data.values, "X", "data sets")
+        else:
+            check_finite(data.values, data.mask, "X", "data sets")
         self._check_features(data.n_features, reset)
         self._check_layout(data, names, reset)
         return data

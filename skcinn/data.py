@@ -15,6 +15,8 @@ boolean mask of real observations.
 
 from __future__ import annotations
 
+import mmap
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,9 +34,10 @@ class DataSets:
 
     values: np.ndarray
     mask: np.ndarray | None = None
+    rows: np.ndarray | None = None  # for a bank on disk: the rows taken, read lazily
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self.values) if self.rows is None else len(self.rows)
 
     @property
     def rank(self) -> int:
@@ -47,7 +50,10 @@ class DataSets:
         return self.values.shape[1] if self.rank == 4 else self.values.shape[-1]
 
     def take(self, index: np.ndarray) -> DataSets:
-        """The data sets at ``index`` (a new object; padding kept)."""
+        """The data sets at ``index`` (a new object; padding kept; banks stay on disk)."""
+        if is_streamed(self.values):
+            rows = np.arange(len(self.values)) if self.rows is None else self.rows
+            return DataSets(self.values, None, rows[index])
         return DataSets(self.values[index], None if self.mask is None else self.mask[index])
 
 
@@ -146,5 +152,61 @@ def check_finite(values: np.ndarray, mask: np.ndarray | None, name: str, unit: s
     if len(bad):
         raise ValueError(
             f"{name} contains NaN or inf in {len(bad)} of {len(values)} {unit} "
+            f"(first at index {bad[0]}). Remove those {unit} or replace the values."
+        )
+
+
+# ----------------------------------------------------------- banks larger than memory
+
+STREAM_CHUNK = 4096  # rows read at a time when validating or summarising a bank
+
+
+def is_streamed(X) -> bool:
+    """Whether ``X`` is a file-backed bank (``numpy.memmap``) to be read in batches."""
+    return isinstance(X, np.memmap)
+
+
+def read_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``array[rows]`` as a float64 array, for sorted ``rows``.
+
+    An original ``numpy.memmap`` is read with ``os.pread`` (one call per run of
+    consecutive rows), so the rows never become part of the process's resident memory
+    through the mapping; other arrays are indexed directly.
+    """
+    base = getattr(array, "base", None)
+    if not (isinstance(array, np.memmap) and isinstance(base, mmap.mmap)
+            and array.filename and array.flags.c_contiguous):
+        return np.asarray(array[rows], dtype=np.float64)
+    row_bytes = array.dtype.itemsize * int(np.prod(array.shape[1:], dtype=np.int64))
+    out = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)
+    view = out.reshape(len(rows), -1).view(np.uint8)
+    starts = np.flatnonzero(np.diff(rows, prepend=-2) != 1)
+    ends = np.append(starts[1:], len(rows))
+    fd = os.open(array.filename, os.O_RDONLY)
+    try:
+        for a, b in zip(starts, ends, strict=True):
+            size = (b - a) * row_bytes
+            chunk = os.pread(fd, size, array.offset + int(rows[a]) * row_bytes)
+            view[a:b].reshape(-1)[:] = np.frombuffer(chunk, dtype=np.uint8)
+    finally:
+        os.close(fd)
+    return out.astype(np.float64, copy=False)
+
+
+def stream_chunks(array: np.ndarray, size: int = STREAM_CHUNK):
+    """Consecutive blocks of rows of ``array`` as float64 arrays (see :func:`read_rows`)."""
+    for start in range(0, len(array), size):
+        yield read_rows(array, np.arange(start, min(start + size, len(array))))
+
+
+def check_finite_streamed(array: np.ndarray, name: str, unit: str) -> None:
+    """:func:`check_finite` for a bank on disk, read block by block."""
+    bad, start = [], 0
+    for block in stream_chunks(array):
+        bad.extend(start + count_nonfinite(block))
+        start += len(block)
+    if bad:
+        raise ValueError(
+            f"{name} contains NaN or inf in {len(bad)} of {len(array)} {unit} "
             f"(first at index {bad[0]}). Remove those {unit} or replace the values."
         )

@@ -19,12 +19,17 @@ from . import _torch_utils as tu
 from ._frames import draws_to_frame, summarize_draws
 from ._sklearn_compat import Interval, StrOptions, _fit_context
 from ._validation import InputValidationMixin
-from .data import DataSets
+from .data import DataSets, is_streamed, stream_chunks
 from .networks.posterior import build_posterior_network, summary_size
 from .networks.summary import SUMMARY_NETWORKS
 from .simulation import as_prior, simulate_datasets
 from .training import TrainingConfig, train
-from .transforms import ParameterTransform, feature_moments, fit_parameter_transform
+from .transforms import (
+    ParameterTransform,
+    feature_moments,
+    fit_parameter_transform,
+    streamed_moments,
+)
 
 # Draws per forward pass when sampling. On the CPU, chunks whose activations stay in
 # cache are twice as fast as large ones (benchmarks/README.md); a GPU wants large ones.
@@ -501,7 +506,8 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
             "bins": self.spline_bins, "seed": tu.seed_from(rng),
         }
         if isinstance(summary, nn.Module):
-            probe = [t.cpu() for t in self._tensors(data.take(np.arange(min(len(data), 8))))]
+            probe = self._tensors(data.take(np.arange(min(len(data), 8))))
+            probe = [t[: len(t)] if isinstance(t, tu.StreamedRows) else t.cpu() for t in probe]
             self._network_config["summary_out"] = summary_size(summary, *probe)
         with tu.seeded_init(tu.seed_from(rng)):
             self.network_ = build_posterior_network(self._network_config).to(self.device_)
@@ -526,14 +532,29 @@ class CINNPosteriorEstimator(RegressorMixin, InputValidationMixin, BaseEstimator
 
     def _fit_data_moments(self, data: DataSets) -> None:
         """Per-feature (per-channel for grids) mean and std of the real observations."""
-        if data.rank == 4:
+        axis = 1 if data.rank == 4 else -1
+        if is_streamed(data.values):
+            mean, std = streamed_moments(stream_chunks(data.values), axis)
+            shape = (-1, 1, 1) if data.rank == 4 else (-1,)
+            self._x_mean, self._x_std = mean.reshape(shape), std.reshape(shape)
+        elif data.rank == 4:
             mean, std = feature_moments(np.moveaxis(data.values, 1, -1), None)
             self._x_mean, self._x_std = mean[:, None, None], std[:, None, None]
         else:
             self._x_mean, self._x_std = feature_moments(data.values, data.mask)
 
     def _tensors(self, data: DataSets, theta: np.ndarray | None = None) -> tuple:
-        """Standardised float32 tensors ``(theta_u, x[, mask])`` (``theta_u`` if given)."""
+        """Standardised float32 tensors ``(theta_u, x[, mask])`` (``theta_u`` if given).
+
+        A bank on disk gives a :class:`~skcinn._torch_utils.StreamedRows` for ``x``, read
+        batch by batch.
+        """
+        if is_streamed(data.values):
+            rows = np.arange(len(data.values)) if data.rows is None else data.rows
+            out = [tu.StreamedRows(data.values, rows, self._x_mean, self._x_std)]
+            if theta is not None:
+                out.insert(0, self._theta_transform(torch.tensor(theta))[0].float())
+            return tuple(out)
         x = (data.values - self._x_mean) / self._x_std
         if data.mask is not None:
             x = np.where(data.mask[..., None], x, 0.0)

@@ -101,6 +101,19 @@ def _safe_std(std: np.ndarray) -> np.ndarray:
     return np.where(std > 1e-12 * np.maximum(1.0, np.abs(std)), std, 1.0)
 
 
+def streamed_moments(chunks, feature_axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of each feature over blocks of rows (a bank read from disk)."""
+    total = total_sq = None
+    count = 0
+    for block in chunks:
+        flat = np.moveaxis(block, feature_axis, -1).reshape(-1, block.shape[feature_axis])
+        s, sq = flat.sum(0), (flat * flat).sum(0)
+        total, total_sq = (s, sq) if total is None else (total + s, total_sq + sq)
+        count += len(flat)
+    mean = total / count
+    return mean, _safe_std(np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0)))
+
+
 def feature_moments(values: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std of each feature (last axis) over real observations only."""
     flat = values.reshape(-1, values.shape[-1])
