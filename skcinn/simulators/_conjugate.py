@@ -6,6 +6,7 @@ import numpy as np
 from scipy import stats
 
 from ..data import DataSets
+from ._sets import draw_sizes
 
 
 def gaussian_posterior(
@@ -45,13 +46,6 @@ def sample_gaussian(
     chol = np.linalg.cholesky(cov)
     z = rng.standard_normal((len(mean), n_samples, mean.shape[-1]))
     return mean[:, None, :] + np.einsum("nij,nsj->nsi", chol, z)
-
-
-def split_sets(values: np.ndarray, lengths: np.ndarray) -> list[np.ndarray] | np.ndarray:
-    """Padded (n, n_max, d) -> list of (n_i, d) arrays, or the array if sizes are equal."""
-    if np.all(lengths == values.shape[1]):
-        return values
-    return [v[:k] for v, k in zip(values, lengths, strict=True)]
 
 
 def masked(data: DataSets) -> tuple[np.ndarray, np.ndarray]:
@@ -103,10 +97,7 @@ class ConjugateGaussianModel:
 
     def sizes(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Number of observations of each of ``n`` data sets."""
-        if isinstance(self.n_obs, (int, np.integer)):
-            return np.full(n, int(self.n_obs))
-        low, high = self.n_obs
-        return rng.integers(low, high + 1, size=n)
+        return draw_sizes(self.n_obs, n, rng)
 
     def sample_posterior(self, X, n_samples: int, rng: np.random.Generator) -> np.ndarray:
         """Exact posterior draws, shape (n, n_samples, p)."""

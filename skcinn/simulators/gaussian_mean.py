@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..simulation import as_datasets
-from ._conjugate import ConjugateGaussianModel, gaussian_posterior, masked, split_sets
+from ._conjugate import ConjugateGaussianModel, gaussian_posterior, masked
+from ._sets import split_sets
 
 
 class GaussianMean(ConjugateGaussianModel):

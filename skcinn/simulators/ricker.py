@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from ._conjugate import split_sets
+from ._sets import draw_sizes, split_sets
 
 
 class Ricker:
@@ -53,10 +53,7 @@ class Ricker:
         """Count series: an array (n, T, 1), or a list of (T_i, 1) arrays when T varies."""
         theta = np.asarray(theta, dtype=float).reshape(-1, 3)
         n = len(theta)
-        if isinstance(self.n_steps, (int, np.integer)):
-            lengths = np.full(n, int(self.n_steps))
-        else:
-            lengths = rng.integers(self.n_steps[0], self.n_steps[1] + 1, size=n)
+        lengths = draw_sizes(self.n_steps, n, rng)
         r, sigma, phi = theta.T
         population = np.ones(n)
         counts = np.empty((n, lengths.max()))
