@@ -27,3 +27,12 @@ def test_module_entry_point():
     assert "mu_0" in done.stdout and "draws per second" in done.stdout
     bad = subprocess.run([sys.executable, "-m", "skcinn"], capture_output=True, text=True)
     assert bad.returncode == 2 and "usage" in bad.stderr
+
+
+def test_demo_on_a_model_without_exact_posterior(capsys):
+    summary = run(["--model", "ricker", "--n-simulations", "300", "--max-iter", "1",
+                   "--n-test", "30", "--quiet"])
+    out = capsys.readouterr().out
+    assert "exact mean" not in out and "Calibration and recovery" in out
+    assert set(summary["r2"]) == {"r", "sigma", "phi"}
+    assert all(0 <= v <= 1 for v in summary["calibration_error"].values())
