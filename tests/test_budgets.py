@@ -29,7 +29,7 @@ class InterruptingSimulator:
 
 
 def test_max_time_ends_training():
-    est = CINNPosteriorEstimator(**TINY, max_iter=10_000, max_time=0.5)
+    est = CINNPosteriorEstimator(**TINY, max_iter=10_000, max_time=0.5, n_iter_no_change=10**6)
     est.fit(MODEL.simulate, MODEL.prior)
     assert est.stop_reason_ == "max_time"
     assert 1 <= est.n_iter_ < 10_000
