@@ -1,6 +1,6 @@
 """
 Bayesian linear regression: amortized posteriors checked against the exact ones
-==============================================================================
+===============================================================================
 
 The toy model of the cINN paper: weights with a Gaussian prior, known noise, data sets of
 5 to 50 pairs (x, y). One estimator, trained once on simulations, gives the posterior of
@@ -8,20 +8,26 @@ every data set in one call. Because the model is conjugate, the exact posterior 
 and we can see how close the amortized one is.
 
 Run ``python examples/linear_regression.py``; set ``SKCINN_EXAMPLE_BUDGET=small`` for a
-quick run (as the test suite does).
+quick run (as the test suite does). Figures go to ``$SKCINN_EXAMPLE_OUTPUT`` (default
+``figures/``).
 """
 
 import os
 import tempfile
 import time
 
+import matplotlib
 import numpy as np
 
 import skcinn
 from skcinn import CINNPosteriorEstimator
+from skcinn.plotting import plot_pairs, plot_recovery, plot_sbc_ecdf
 from skcinn.simulators import LinearRegression
 
+matplotlib.use("Agg")  # write files, open no windows
 small = os.environ.get("SKCINN_EXAMPLE_BUDGET") == "small"
+output = os.environ.get("SKCINN_EXAMPLE_OUTPUT", "figures")
+os.makedirs(output, exist_ok=True)
 model = LinearRegression(n_params=2, noise_std=1.0, n_obs=(5, 50))
 
 # %%
@@ -54,6 +60,15 @@ print(est.posterior_summary(X[:2], quantiles=(0.05, 0.95), random_state=0))
 # %%
 # Is the posterior calibrated? Simulation-based calibration, coverage and recovery.
 print(est.check_calibration(model.simulate, model.prior, n_datasets=200, random_state=0))
+
+# %%
+# Figures: posterior means against the truth, the SBC ECDF, and one posterior.
+names = est.parameter_names_
+figures = {"recovery": plot_recovery(draws, theta, names),
+           "sbc_ecdf": plot_sbc_ecdf(draws, theta, names, random_state=0),
+           "pairs": plot_pairs(draws[0], theta[0], names)}
+for kind, fig in figures.items():
+    fig.savefig(os.path.join(output, f"linear_regression_{kind}.png"), dpi=100)
 
 # %%
 # Share the trained model as a file that loads without executing code.

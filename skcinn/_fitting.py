@@ -65,21 +65,21 @@ class TrainingMixin:
 
         failures = []
 
-        def draw():
+        def draw(n: int):
             data, theta, failed = simulate_datasets(
-                simulator, prior, self.n_simulations, sim_rng, n_jobs=self.n_jobs
+                simulator, prior, n, sim_rng, n_jobs=self.n_jobs
             )
             failures.append(failed)
             self.failed_parameters_ = np.concatenate(failures)
             self.n_failed_simulations_ = len(self.failed_parameters_)
             return data, theta
 
-        data, theta = draw()
+        data, theta = draw(self.n_simulations)
         self._check_data(data, None, reset)
         lower, upper = prior.support(theta.shape[1])
 
-        def refresh(epoch: int):
-            return self._tensors(*draw())
+        def refresh(epoch: int, n: int):
+            return self._tensors(*draw(n))
 
         return data, theta, lower, upper, prior.names, refresh if self.online else None
 
@@ -110,6 +110,12 @@ class TrainingMixin:
 
             def checkpoint(state):
                 save_checkpoint(self, {**state, "base": base}, self.checkpoint_path)
+        if refresh is not None:  # online: each round as many training pairs as the first
+            fresh, n_train = refresh, self.n_simulations - n_val
+
+            def refresh(epoch: int):
+                return fresh(epoch, n_train)
+
         with tu.torch_threads(self.device_):
             history = train(self.network_, tensors, validation, config, gen, self.device_,
                             refresh, resume, checkpoint)

@@ -32,6 +32,8 @@ class Prior:
     lower, upper : ndarray of shape (n_params,) or None
         The support of each parameter (``-inf``/``inf`` where unbounded); ``None`` until
         the number of parameters is known.
+    description : str
+        A short description of what the prior was made from.
     """
 
     draw: Callable[[int, np.random.Generator], np.ndarray]
@@ -41,7 +43,20 @@ class Prior:
     description: str = field(default="")
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` draws as a float64 array (n, n_params), checked."""
+        """Draw ``n`` parameter vectors, checked.
+
+        Parameters
+        ----------
+        n : int
+            Number of draws.
+        rng : numpy.random.Generator
+            Source of randomness, passed to ``draw``.
+
+        Returns
+        -------
+        ndarray of shape (n, n_params)
+            The draws as float64.
+        """
         theta = np.asarray(self.draw(n, rng), dtype=np.float64)
         if theta.ndim == 1 and len(theta) == n:
             theta = theta[:, None]
@@ -56,7 +71,20 @@ class Prior:
         return theta
 
     def support(self, n_params: int) -> tuple[np.ndarray, np.ndarray]:
-        """Lower and upper bounds, unbounded where the prior says nothing."""
+        """Lower and upper bounds, unbounded where the prior says nothing.
+
+        Parameters
+        ----------
+        n_params : int
+            Number of parameters, for a prior that does not state its support.
+
+        Returns
+        -------
+        lower : ndarray of shape (n_params,)
+            The lower bounds, ``-inf`` where unbounded.
+        upper : ndarray of shape (n_params,)
+            The upper bounds, ``inf`` where unbounded.
+        """
         if self.lower is None:
             return np.full(n_params, -np.inf), np.full(n_params, np.inf)
         return self.lower, self.upper
@@ -76,7 +104,20 @@ def _rvs(dist, n: int, rng) -> np.ndarray:
 
 
 def as_prior(prior) -> Prior:
-    """Normalise any accepted prior (see the module docstring) into a :class:`Prior`."""
+    """Normalise any accepted prior (see the module docstring) into a :class:`Prior`.
+
+    Parameters
+    ----------
+    prior : callable, scipy.stats distribution, dict or list of them, or Prior
+        A callable ``prior(n, rng)``, an object with ``rvs(size=, random_state=)``, or a
+        dict (keys name the parameters) or list of univariate ``scipy.stats``
+        distributions.
+
+    Returns
+    -------
+    Prior
+        The prior with its parameter names and support, where it gives them.
+    """
     if isinstance(prior, Prior):
         return prior
     if isinstance(prior, Mapping) or (

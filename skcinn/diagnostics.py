@@ -81,6 +81,20 @@ def sbc_ranks(draws: ArrayLike, theta: ArrayLike, random_state=None) -> np.ndarr
     of draws equal to the truth (ties broken at random with ``random_state``). For a
     calibrated posterior with :math:`L` draws, :math:`r` is uniform on
     :math:`\{0, \dots, L\}`.
+
+    Parameters
+    ----------
+    draws : array-like of shape (n_datasets, n_samples, n_params)
+        Posterior draws for each data set.
+    theta : array-like of shape (n_datasets, n_params)
+        The parameters that generated the data sets.
+    random_state : int, Generator, RandomState or None
+        Seed of the tie-breaking.
+
+    Returns
+    -------
+    ndarray of int of shape (n_datasets, n_params)
+        The ranks, between 0 and ``n_samples``.
     """
     draws, theta = _check(draws, theta)
     less = (draws < theta[:, None, :]).sum(axis=1)
@@ -122,12 +136,17 @@ def ecdf_bands(
     n_sim : int, default=1000
         Simulated uniform samples behind :math:`\gamma`.
     random_state : int, Generator, RandomState or None
+        Seed of the simulated samples.
 
     Returns
     -------
-    z, lower, upper : ndarray of shape (K - 1,)
-        The grid and the bounds of the ECDF *difference* :math:`F(z) - z`, to overlay on
+    z : ndarray of shape (K - 1,)
+        The grid.
+    lower : ndarray of shape (K - 1,)
+        The lower bound of the ECDF *difference* :math:`F(z) - z`, to overlay on
         :func:`ecdf_difference`.
+    upper : ndarray of shape (K - 1,)
+        The upper bound of the ECDF difference.
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1); got {confidence}.")
@@ -152,8 +171,23 @@ def ecdf_difference(
     :math:`F(z) = \frac{1}{N}\sum_j \operatorname{clip}(z(L+1) - r_j, 0, 1)`, the ECDF of
     the jittered ranks :math:`(r_j + V_j)/(L+1)`, :math:`V_j \sim U(0, 1)`, averaged over
     the jitter: exact on the rank lattice :math:`z = k/(L+1)`, linear in between.
-    Returns :math:`F(z) - z` on the grid of :func:`ecdf_bands` (same ``n_points``),
-    indexed by ``z``, one column per parameter.
+
+    Parameters
+    ----------
+    ranks : array-like of shape (n_datasets, n_params) or (n_datasets,)
+        Ranks from :func:`sbc_ranks`.
+    n_samples : int
+        :math:`L`, the number of posterior draws behind the ranks.
+    n_points : int, optional
+        :math:`K`, as for :func:`ecdf_bands`; default :math:`\min(N, 100)`.
+    parameter_names : sequence of str, optional
+        Row labels of the table; default ``theta_0, ...``.
+
+    Returns
+    -------
+    DataFrame
+        :math:`F(z) - z` on the grid of :func:`ecdf_bands` (same ``n_points``),
+        indexed by ``z``, one column per parameter.
     """
     ranks = np.asarray(ranks, dtype=np.float64)
     ranks = ranks[:, None] if ranks.ndim == 1 else ranks
@@ -184,13 +218,20 @@ def sbc(
 
     Parameters
     ----------
-    draws, theta : see the module docstring.
+    draws : array-like of shape (n_datasets, n_samples, n_params)
+        Posterior draws for each data set.
+    theta : array-like of shape (n_datasets, n_params)
+        The parameters that generated the data sets.
     alpha : float, default=0.01
         Level of every test.
     n_bins : int, optional
         :math:`B`; default :math:`\min(20, \max(2, \lfloor N/10 \rfloor))`.
-    n_points, n_sim : see :func:`ecdf_bands`.
+    n_points : int, optional
+        Grid size :math:`K` of the ECDF test; see :func:`ecdf_bands`.
+    n_sim : int, default=1000
+        Simulated samples behind the ECDF band; see :func:`ecdf_bands`.
     parameter_names : sequence of str, optional
+        Row labels of the table; default ``theta_0, ...``.
     random_state : int, Generator, RandomState or None
         Seed of the tie-breaking, the jitter and the bands.
 
@@ -228,9 +269,14 @@ def coverage(
 
     Parameters
     ----------
-    draws, theta : see the module docstring.
+    draws : array-like of shape (n_datasets, n_samples, n_params)
+        Posterior draws for each data set.
+    theta : array-like of shape (n_datasets, n_params)
+        The parameters that generated the data sets.
     levels : array-like of float in (0, 1), default=0.05, 0.10, ..., 0.95
+        Credible levels :math:`a`.
     parameter_names : sequence of str, optional
+        Column labels of the table; default ``theta_0, ...``.
 
     Returns
     -------
@@ -260,6 +306,22 @@ def calibration_error(
     * ``max_calibration_error``: :math:`\max_a |c(a) - a|`;
     * ``signed_calibration_error``: :math:`\operatorname{mean}_a (c(a) - a)`, negative
       for a posterior that is too narrow (overconfident), positive for one too wide.
+
+    Parameters
+    ----------
+    draws : array-like of shape (n_datasets, n_samples, n_params)
+        Posterior draws for each data set.
+    theta : array-like of shape (n_datasets, n_params)
+        The parameters that generated the data sets.
+    levels : array-like of float in (0, 1), default=0.05, 0.10, ..., 0.95
+        Credible levels :math:`a`.
+    parameter_names : sequence of str, optional
+        Row labels of the table; default ``theta_0, ...``.
+
+    Returns
+    -------
+    DataFrame
+        The three columns above, one row per parameter.
     """
     table = coverage(draws, theta, levels, parameter_names)
     error = table.to_numpy() - table.index.to_numpy()[:, None]
@@ -273,8 +335,19 @@ def z_scores(draws: ArrayLike, theta: ArrayLike) -> np.ndarray:
     r"""Posterior z-scores :math:`(\bar\theta_{ij} - \theta_{ij}) / s_{ij}`.
 
     :math:`\bar\theta_{ij}`, :math:`s_{ij}`: mean and standard deviation (``ddof=1``)
-    of the draws. Calibrated: mean about 0, standard deviation about 1. Returns an array
-    of shape (n_datasets, n_params).
+    of the draws. Calibrated: mean about 0, standard deviation about 1.
+
+    Parameters
+    ----------
+    draws : array-like of shape (n_datasets, n_samples, n_params)
+        Posterior draws for each data set.
+    theta : array-like of shape (n_datasets, n_params)
+        The parameters that generated the data sets.
+
+    Returns
+    -------
+    ndarray of shape (n_datasets, n_params)
+        The z-score of every parameter of every data set.
     """
     draws, theta = _check(draws, theta)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -291,6 +364,20 @@ def recovery(draws: ArrayLike, theta: ArrayLike, parameter_names: Names = None) 
     * ``rmse``: :math:`\sqrt{\operatorname{mean}_j (\bar\theta_j - \theta_j)^2}`;
     * ``nrmse``: ``rmse`` :math:`/ (\max_j \theta_j - \min_j \theta_j)`;
     * ``z_mean``, ``z_std``: mean and standard deviation of the :func:`z_scores`.
+
+    Parameters
+    ----------
+    draws : array-like of shape (n_datasets, n_samples, n_params)
+        Posterior draws for each data set.
+    theta : array-like of shape (n_datasets, n_params)
+        The parameters that generated the data sets.
+    parameter_names : sequence of str, optional
+        Row labels of the table; default ``theta_0, ...``.
+
+    Returns
+    -------
+    DataFrame
+        The columns above, one row per parameter.
     """
     draws, theta = _check(draws, theta)
     residual = draws.mean(axis=1) - theta
@@ -307,12 +394,26 @@ def recovery(draws: ArrayLike, theta: ArrayLike, parameter_names: Names = None) 
 def contraction(
     draws: ArrayLike, prior_variance: ArrayLike, parameter_names: Names = None
 ) -> pd.DataFrame:
-    r"""Posterior contraction :math:`1 - \operatorname{mean}_j
-    \operatorname{Var}[\theta \mid x_j] / \operatorname{Var}[\theta]`.
+    r"""Posterior contraction, one minus posterior variance over prior variance.
 
-    1: the data pin the parameter down; 0: nothing learned beyond the prior; negative:
-    posteriors wider than the prior. ``prior_variance`` is a scalar or of shape
-    (n_params,); posterior variances use ``ddof=1``. One column ``contraction``.
+    :math:`1 - \operatorname{mean}_j \operatorname{Var}[\theta \mid x_j] /
+    \operatorname{Var}[\theta]`. 1: the data pin the parameter down; 0: nothing learned
+    beyond the prior; negative: posteriors wider than the prior. Posterior variances use
+    ``ddof=1``.
+
+    Parameters
+    ----------
+    draws : array-like of shape (n_datasets, n_samples, n_params)
+        Posterior draws for each data set.
+    prior_variance : float or array-like of shape (n_params,)
+        :math:`\operatorname{Var}[\theta]` of each parameter under the prior.
+    parameter_names : sequence of str, optional
+        Row labels of the table; default ``theta_0, ...``.
+
+    Returns
+    -------
+    DataFrame
+        One column ``contraction``, one row per parameter.
     """
     draws, _ = _check(draws)
     prior_variance = np.broadcast_to(np.asarray(prior_variance, dtype=np.float64),
@@ -330,18 +431,26 @@ def simulate_and_sample(
     Parameters
     ----------
     estimator : fitted CINNPosteriorEstimator, or a Pipeline ending in one
-    simulator : callable ``simulator(theta, rng) -> X``
-    prior : any prior accepted by :func:`skcinn.simulation.as_prior`
+        The amortized posterior to check.
+    simulator : callable
+        ``simulator(theta, rng) -> X`` for a batch of parameters.
+    prior : callable, scipy.stats distribution, or dict/list of them
+        Any prior accepted by :func:`skcinn.simulation.as_prior`.
     n_datasets : int, default=200
+        Parameter vectors drawn, hence data sets simulated.
     n_samples : int, default=500
         Posterior draws per data set.
     random_state : int, Generator, RandomState or None
+        Seed of the prior draws, the simulations and the posterior draws.
 
     Returns
     -------
-    X : the simulator's output
+    X : ndarray or list of ndarray
+        The simulator's output.
     theta : ndarray of shape (n_datasets, n_params)
+        The parameters drawn from the prior.
     draws : ndarray of shape (n_datasets, n_samples, n_params)
+        Posterior draws for each simulated data set.
     """
     from .metrics import sample_posterior
 
@@ -361,6 +470,25 @@ def calibration_report(
     ``n_datasets`` pairs are simulated). The prior variance behind ``contraction`` is
     the variance of ``theta`` (the prior draws when simulating): given pairs must come
     from the prior.
+
+    Parameters
+    ----------
+    estimator : fitted CINNPosteriorEstimator, or a Pipeline ending in one
+        The amortized posterior to check.
+    X : array-like or list of array-like, optional
+        Held-out data sets.
+    theta : array-like of shape (n_datasets, n_params), optional
+        The parameters behind ``X``, drawn from the prior.
+    simulator : callable, optional
+        ``simulator(theta, rng) -> X`` for a batch of parameters.
+    prior : callable, scipy.stats distribution, or dict/list of them, optional
+        Any prior accepted by :func:`skcinn.simulation.as_prior`.
+    n_datasets : int, default=200
+        Data sets simulated when ``simulator`` and ``prior`` are given.
+    n_samples : int, default=500
+        Posterior draws per data set.
+    random_state : int, Generator, RandomState or None
+        Seed of the simulations, the draws and the tests.
 
     Returns
     -------

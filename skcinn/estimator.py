@@ -94,16 +94,6 @@ class CINNPosteriorEstimator(
         Continue training the fitted networks on the next call to ``fit``.
     device : {"auto", "cpu", "cuda"}, default="auto"
         ``"auto"`` takes CUDA when available.
-    max_time : float or None, default=None
-        Wall-clock budget of training in seconds: the epoch that passes it is the last.
-        With ``n_simulations`` and ``max_iter``, whichever ends first ends training
-        (``stop_reason_`` says which).
-    checkpoint_path : str, path-like or None, default=None
-        After every epoch, the estimator, its best weights so far and the optimiser
-        state are written to this file (atomically: write, then rename), so a killed
-        process loses at most one epoch. A later ``fit`` with ``warm_start=True`` and the
-        same path resumes an unfinished training where it stopped, also in a new
-        process. The file is read without executing code.
     group_column : str or None, default=None
         For ``X`` given as a long DataFrame (one row per observation): the column naming
         the data set of each row. Data sets are ordered by their sorted key; ``y`` rows
@@ -115,6 +105,17 @@ class CINNPosteriorEstimator(
         backend works (``with joblib.parallel_config("dask"):`` simulates on a Dask
         cluster); the simulations depend on ``random_state`` only, not on ``n_jobs`` or
         the backend (see :mod:`skcinn.simulation`).
+    max_time : float or None, default=None
+        Wall-clock budget of training in seconds: the epoch that passes it is the last.
+        Training ends at whichever comes first: ``max_iter`` epochs, early stopping, or
+        ``max_time`` (``stop_reason_`` says which); ``n_simulations`` fixes the data
+        (per epoch when ``online=True``).
+    checkpoint_path : str, path-like or None, default=None
+        After every epoch, the estimator, its best weights so far and the optimiser
+        state are written to this file (atomically: write, then rename), so a killed
+        process loses at most one epoch. A later ``fit`` with ``warm_start=True`` and the
+        same path resumes an unfinished training where it stopped, also in a new
+        process. The file is read without executing code.
 
     Attributes
     ----------
@@ -141,8 +142,8 @@ class CINNPosteriorEstimator(
     loss_curve_ : list of float
         Mean training loss per epoch.
     history_ : DataFrame
-        One row per epoch: ``loss``, ``validation_score``, ``learning_rate``,
-        ``seconds`` (all epochs of warm-started fits).
+        One row per epoch: ``loss``, ``validation_score`` (only with early stopping),
+        ``learning_rate``, ``seconds`` (all epochs of warm-started fits).
     stop_reason_ : str
         Why the last training ended: ``"max_iter"``, ``"converged"`` (early stopping),
         ``"max_time"`` or ``"interrupted"`` (KeyboardInterrupt; best weights kept).
@@ -150,14 +151,18 @@ class CINNPosteriorEstimator(
         Mean validation log density per epoch (standardised space); empty without
         early stopping.
     best_validation_score_ : float or None
+        The best validation score of the last fit; None without early stopping.
     n_iter_ : int
         Epochs run.
     n_simulations_ : int
-        Training pairs used (per epoch when online).
+        Training pairs per epoch (validation pairs and failed simulations excluded);
+        with ``online=True`` every epoch draws this many fresh pairs.
+    fit_time_ : float
+        Seconds spent in the training loop of the last ``fit``.
     n_failed_simulations_ : int
         Simulations dropped because they raised an exception or returned NaN or inf
         (summed over all epochs when online).
-    failed_parameters_ : ndarray of shape (n_failed_simulations_, n_params)
+    failed_parameters_ : ndarray of shape (n_failed, n_params)
         The parameters of those simulations, in draw order, to reproduce and fix the
         failures; empty when none failed. Set by ``fit(simulator, prior)``.
 
@@ -276,8 +281,8 @@ class CINNPosteriorEstimator(
 
         Returns
         -------
-        self : CINNPosteriorEstimator
-            The fitted estimator.
+        CINNPosteriorEstimator
+            The fitted estimator (``self``).
         """
         with _unchanged_on_error(self):
             rng = check_random_state(self.random_state)
@@ -322,7 +327,8 @@ class CINNPosteriorEstimator(
 
         Returns
         -------
-        self : CINNPosteriorEstimator
+        CINNPosteriorEstimator
+            The estimator (``self``), trained one more epoch.
         """
         with _unchanged_on_error(self):
             first = not hasattr(self, "network_")
@@ -382,6 +388,7 @@ class CINNPosteriorEstimator(
         Returns
         -------
         ndarray of shape (n_datasets, n_summary)
+            One summary vector per data set.
         """
         check_is_fitted(self)
         data = self._validate_X(X, reset=False)
@@ -468,7 +475,9 @@ class CINNPosteriorEstimator(
         Returns
         -------
         mean : ndarray of shape (n_datasets, n_params), or (n_datasets,) for 1-D ``y``
-        std : ndarray of the same shape, only with ``return_std=True``
+            Posterior means.
+        std : ndarray of the same shape
+            Posterior standard deviations, only with ``return_std=True``.
         """
         check_is_fitted(self)
         data = self._validate_X(X, reset=False)
@@ -480,7 +489,7 @@ class CINNPosteriorEstimator(
         return (mean, std) if return_std else mean
 
     def log_posterior(self, X, y) -> np.ndarray:
-        """log q(theta_i | X_i) of each pair, in the original parameter space.
+        """Log posterior density log q(theta_i | X_i) of each pair (original space).
 
         Parameters
         ----------
@@ -492,6 +501,7 @@ class CINNPosteriorEstimator(
         Returns
         -------
         ndarray of shape (n_datasets,)
+            The log density of ``y[i]`` under the posterior of data set ``i``.
         """
         check_is_fitted(self)
         data = self._validate_X(X, reset=False)
@@ -561,6 +571,7 @@ class CINNPosteriorEstimator(
         Returns
         -------
         float
+            The (weighted) mean of :meth:`log_posterior`.
         """
         return float(np.average(self.log_posterior(X, y), weights=sample_weight))
 

@@ -37,6 +37,7 @@ def sample_posterior(estimator, X, n_samples: int = 1000, random_state=None) -> 
     Parameters
     ----------
     estimator : fitted CINNPosteriorEstimator or Pipeline
+        The estimator, or a Pipeline whose last step is one.
     X : array-like or list of array-like
         Data sets, in the form the estimator (or the pipeline) was fitted on.
     n_samples : int, default=1000
@@ -47,6 +48,7 @@ def sample_posterior(estimator, X, n_samples: int = 1000, random_state=None) -> 
     Returns
     -------
     ndarray of shape (n_datasets, n_samples, n_params)
+        Posterior draws for each data set.
     """
     estimator, X = final_step(estimator, X, "sample_posterior")
     return estimator.sample_posterior(X, n_samples=n_samples, random_state=random_state)
@@ -62,6 +64,7 @@ def final_step(estimator, X, method: str):
     Parameters
     ----------
     estimator : fitted CINNPosteriorEstimator or Pipeline
+        The estimator, or a Pipeline whose last step is one.
     X : array-like or list of array-like
         Data sets, in the form the estimator (or the pipeline) was fitted on.
     method : str
@@ -71,7 +74,8 @@ def final_step(estimator, X, method: str):
     -------
     final : estimator
         The last step, which has ``method``.
-    X : the transformed data sets
+    X : array-like or list of array-like
+        The data sets, transformed by the steps before the last.
 
     Raises
     ------
@@ -131,7 +135,8 @@ def make_posterior_scorer(
 
     Returns
     -------
-    callable ``scorer(estimator, X, y) -> float``
+    callable
+        ``scorer(estimator, X, y) -> float``, for ``scoring=`` in scikit-learn.
     """
     name = getattr(statistic, "__name__", repr(statistic))
     return _PosteriorScorer(statistic, 1.0 if greater_is_better else -1.0, n_samples,
@@ -153,25 +158,93 @@ def _mean_contraction(draws: np.ndarray, theta: np.ndarray) -> float:
 
 neg_calibration_error = make_posterior_scorer(_mean_calibration_error,
                                               greater_is_better=False)
-neg_calibration_error.__doc__ = """Minus the calibration error (median over the levels
-0.05..0.95 of |coverage - level| of central intervals), averaged over parameters."""
+neg_calibration_error.__doc__ = """Minus the calibration error, averaged over parameters.
+
+The calibration error is the median over the levels 0.05, 0.10, ..., 0.95 of
+``|coverage - level|`` of central credible intervals
+(:func:`skcinn.diagnostics.calibration_error`).
+
+Parameters
+----------
+estimator : fitted CINNPosteriorEstimator or Pipeline
+    The estimator, or a Pipeline whose last step is one.
+X : array-like or list of array-like
+    Held-out data sets.
+y : array-like of shape (n_datasets, n_params) or (n_datasets,)
+    The parameters that generated them.
+
+Returns
+-------
+float
+    Minus the mean calibration error: 0 at best.
+"""
 
 neg_posterior_nrmse = make_posterior_scorer(_mean_nrmse, greater_is_better=False)
-neg_posterior_nrmse.__doc__ = """Minus the RMSE of posterior means divided by the range of
-the true parameters in the fold, averaged over parameters."""
+neg_posterior_nrmse.__doc__ = """Minus the NRMSE of the posterior means, averaged over parameters.
+
+The RMSE of the posterior means is divided by the range of the true parameters in the
+fold (:func:`skcinn.diagnostics.recovery`).
+
+Parameters
+----------
+estimator : fitted CINNPosteriorEstimator or Pipeline
+    The estimator, or a Pipeline whose last step is one.
+X : array-like or list of array-like
+    Held-out data sets.
+y : array-like of shape (n_datasets, n_params) or (n_datasets,)
+    The parameters that generated them.
+
+Returns
+-------
+float
+    Minus the mean NRMSE: 0 at best.
+"""
 
 posterior_contraction = make_posterior_scorer(_mean_contraction)
-posterior_contraction.__doc__ = """Posterior contraction 1 - mean posterior variance / prior
-variance, averaged over parameters. The prior variance is estimated as the variance
+posterior_contraction.__doc__ = """Posterior contraction, averaged over parameters.
+
+Contraction is 1 - mean posterior variance / prior variance
+(:func:`skcinn.diagnostics.contraction`). The prior variance is estimated as the variance
 (ddof=1) of ``y`` in the scored fold, which is right when the held-out parameters were
-drawn from the prior; with few data sets in a fold, that estimate is noisy."""
+drawn from the prior; with few data sets in a fold, that estimate is noisy.
+
+Parameters
+----------
+estimator : fitted CINNPosteriorEstimator or Pipeline
+    The estimator, or a Pipeline whose last step is one.
+X : array-like or list of array-like
+    Held-out data sets.
+y : array-like of shape (n_datasets, n_params) or (n_datasets,)
+    The parameters that generated them.
+
+Returns
+-------
+float
+    The mean contraction: 1 at best, 0 when nothing is learned beyond the prior.
+"""
 
 
 def log_posterior_density(estimator, X, y) -> float:
-    """Mean log posterior density of the true parameters: ``estimator.score(X, y)``."""
+    """Mean log posterior density of the true parameters: ``estimator.score(X, y)``.
+
+    Parameters
+    ----------
+    estimator : fitted CINNPosteriorEstimator or Pipeline
+        The estimator, or a Pipeline whose last step is one.
+    X : array-like or list of array-like
+        Held-out data sets.
+    y : array-like of shape (n_datasets, n_params) or (n_datasets,)
+        The parameters that generated them.
+
+    Returns
+    -------
+    float
+        The mean log posterior density; higher is better.
+    """
     return float(estimator.score(X, y))
 
 
+#: The scorers above by name, for ``scoring=SCORERS`` in scikit-learn's model selection.
 SCORERS: dict[str, Callable] = {
     "neg_calibration_error": neg_calibration_error,
     "neg_posterior_nrmse": neg_posterior_nrmse,

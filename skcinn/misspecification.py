@@ -43,12 +43,14 @@ def summarize(estimator, X) -> np.ndarray:
     Parameters
     ----------
     estimator : fitted CINNPosteriorEstimator, or a Pipeline ending in one
+        The estimator whose summary network embeds the data sets.
     X : array-like or list of array-like
         Data sets, in the form the estimator (or the pipeline) was fitted on.
 
     Returns
     -------
     ndarray of shape (n_datasets, n_summary)
+        One summary vector per data set.
     """
     final, X = final_step(estimator, X, "summarize")
     summaries = np.asarray(final.summarize(X), dtype=np.float64)
@@ -81,11 +83,14 @@ def median_bandwidths(
     Parameters
     ----------
     points : array-like of shape (n, d)
+        The points whose distances set the scale.
     factors : array-like of float, default=(0.25, 0.5, 1, 2, 4)
+        The multiples :math:`f_m` of the median distance.
 
     Returns
     -------
     ndarray of shape (n_factors,)
+        The bandwidths :math:`h_m`.
     """
     points = _points(points, "points")
     rows, cols = np.triu_indices(len(points), k=1)
@@ -147,13 +152,16 @@ def mmd(a: ArrayLike, b: ArrayLike, bandwidths: ArrayLike | None = None) -> floa
     Parameters
     ----------
     a : array-like of shape (m, d) or (m,)
+        The first sample.
     b : array-like of shape (n, d) or (n,)
+        The second sample.
     bandwidths : array-like of float, optional
         :math:`h_1, \dots, h_M`; default :func:`median_bandwidths` of the pooled samples.
 
     Returns
     -------
     float
+        :math:`\widehat{\operatorname{MMD}}^2`.
     """
     a, b = _points(a, "a"), _points(b, "b")
     if a.shape[1] != b.shape[1]:
@@ -205,8 +213,14 @@ class MisspecificationResult:
     n_reference: int
 
     def to_frame(self) -> pd.DataFrame:
-        """One row: ``mmd2``, ``p_value``, ``misspecified``, ``alpha``, ``n_observed``,
-        ``n_reference``."""
+        """The result as a one-row DataFrame.
+
+        Returns
+        -------
+        DataFrame
+            Columns ``mmd2``, ``p_value``, ``misspecified``, ``alpha``, ``n_observed``,
+            ``n_reference``.
+        """
         keys = ["mmd2", "p_value", "misspecified", "alpha", "n_observed", "n_reference"]
         return pd.DataFrame({key: [getattr(self, key)] for key in keys})
 
@@ -242,16 +256,20 @@ def misspecification_test(
     Parameters
     ----------
     estimator : fitted CINNPosteriorEstimator, or a Pipeline ending in one
+        The estimator whose summary network embeds the data sets.
     X_obs : array-like or list of array-like
         The observed data sets (one data set as ``X[None]``), in the form of the
         simulator's output.
-    simulator : callable ``simulator(theta, rng) -> X``
-    prior : any prior accepted by :func:`skcinn.simulation.as_prior`
+    simulator : callable
+        ``simulator(theta, rng) -> X`` for a batch of parameters.
+    prior : callable, scipy.stats distribution, or dict/list of them
+        Any prior accepted by :func:`skcinn.simulation.as_prior`.
     n_reference : int, default=1000
         Simulated data sets. Memory grows as :math:`(m + n)^2`.
     n_null : int, default=200
         Random splits :math:`B`; the smallest attainable p-value is :math:`1/(B + 1)`.
     random_state : int, Generator, RandomState or None
+        Seed of the prior draws, the simulations and the splits.
     alpha : float, default=0.05
         Level of the test.
     bandwidths : array-like of float, optional

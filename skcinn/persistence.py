@@ -238,6 +238,7 @@ def save(estimator: CINNPosteriorEstimator, path: str | os.PathLike) -> None:
     Returns
     -------
     None
+        The estimator is written to ``path``.
 
     Raises
     ------

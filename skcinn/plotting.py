@@ -93,9 +93,17 @@ def plot_sbc_ecdf(
 
     Parameters
     ----------
-    draws, theta : see the module docstring.
+    draws : array-like of shape (n_datasets, n_samples, n_params)
+        Posterior draws for each data set.
+    theta : array-like of shape (n_datasets, n_params)
+        The parameters that generated the data sets.
     parameter_names : sequence of str, optional
-    n_points, confidence : see :func:`~skcinn.diagnostics.ecdf_bands`.
+        Labels of the parameters; default the columns of a DataFrame ``theta``, else
+        ``theta_0, ...``.
+    n_points : int, optional
+        Grid size :math:`K`; see :func:`~skcinn.diagnostics.ecdf_bands`.
+    confidence : float, default=0.95
+        Simultaneous coverage of the band.
     random_state : int, Generator, RandomState or None
         Seed of the tie-breaking of ranks and of the band.
     ax : matplotlib Axes, optional
@@ -104,6 +112,7 @@ def plot_sbc_ecdf(
     Returns
     -------
     matplotlib.figure.Figure
+        The figure drawn on.
     """
     draws, theta, names = _prepare(draws, theta, parameter_names)
     rng = _generator(random_state)
@@ -135,8 +144,13 @@ def plot_sbc_histograms(
 
     Parameters
     ----------
-    draws, theta : see the module docstring.
+    draws : array-like of shape (n_datasets, n_samples, n_params)
+        Posterior draws for each data set.
+    theta : array-like of shape (n_datasets, n_params)
+        The parameters that generated the data sets.
     parameter_names : sequence of str, optional
+        Labels of the parameters; default the columns of a DataFrame ``theta``, else
+        ``theta_0, ...``.
     n_bins : int, optional
         :math:`B`; default :math:`\min(20, \max(2, \lfloor N/10 \rfloor))`.
     random_state : int, Generator, RandomState or None
@@ -145,6 +159,7 @@ def plot_sbc_histograms(
     Returns
     -------
     matplotlib.figure.Figure
+        The figure drawn on.
     """
     draws, theta, names = _prepare(draws, theta, parameter_names)
     (n, n_samples, _), rng = draws.shape, _generator(random_state)
@@ -170,12 +185,18 @@ def plot_recovery(draws: ArrayLike, theta: ArrayLike, parameter_names: Names = N
 
     Parameters
     ----------
-    draws, theta : see the module docstring.
+    draws : array-like of shape (n_datasets, n_samples, n_params)
+        Posterior draws for each data set.
+    theta : array-like of shape (n_datasets, n_params)
+        The parameters that generated the data sets.
     parameter_names : sequence of str, optional
+        Labels of the parameters; default the columns of a DataFrame ``theta``, else
+        ``theta_0, ...``.
 
     Returns
     -------
     matplotlib.figure.Figure
+        The figure drawn on.
     """
     draws, theta, names = _prepare(draws, theta, parameter_names)
     r2 = recovery(draws, theta, names)["r2"]
@@ -205,15 +226,22 @@ def plot_coverage(
 
     Parameters
     ----------
-    draws, theta : see the module docstring.
+    draws : array-like of shape (n_datasets, n_samples, n_params)
+        Posterior draws for each data set.
+    theta : array-like of shape (n_datasets, n_params)
+        The parameters that generated the data sets.
     parameter_names : sequence of str, optional
+        Labels of the parameters; default the columns of a DataFrame ``theta``, else
+        ``theta_0, ...``.
     levels : array-like of float in (0, 1), default=0.05, 0.10, ..., 0.95
+        Credible levels of the intervals.
     ax : matplotlib Axes, optional
         Draw there instead of in a new figure.
 
     Returns
     -------
     matplotlib.figure.Figure
+        The figure drawn on.
     """
     draws, theta, names = _prepare(draws, theta, parameter_names)
     table = coverage(draws, theta, levels, names)
@@ -253,15 +281,19 @@ def plot_pairs(
 
     Parameters
     ----------
-    draws : array-like of shape (n_samples, n_params), (1, n_samples, n_params) or
-        (n_samples,)
+    draws : array-like of shape (n_samples, n_params), (1, n_samples, n_params) or (n_samples,)
+        Posterior draws of one data set.
     theta_true : array-like of shape (n_params,), optional
+        The true parameters, marked in every panel.
     parameter_names : sequence of str, optional
+        Labels of the parameters; default ``theta_0, ...``.
     bins : int, default=30
+        Bins of the histograms on the diagonal.
 
     Returns
     -------
     matplotlib.figure.Figure
+        The figure drawn on.
     """
     draws = np.asarray(draws, dtype=np.float64)
     draws = draws[0] if draws.ndim == 3 and len(draws) == 1 else draws
@@ -294,12 +326,14 @@ def plot_losses(estimator, ax=None):
     Parameters
     ----------
     estimator : fitted CINNPosteriorEstimator, or a Pipeline ending in one
+        The estimator whose training history is drawn.
     ax : matplotlib Axes, optional
         Draw there instead of in a new figure.
 
     Returns
     -------
     matplotlib.figure.Figure
+        The figure drawn on.
     """
     final = estimator[-1] if hasattr(estimator, "steps") else estimator
     if not hasattr(final, "loss_curve_"):

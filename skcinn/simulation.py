@@ -40,14 +40,32 @@ from .data import DataSets, check_ragged, count_nonfinite, is_list_of_sets, pad
 __all__ = ["CHUNK_SIZE", "BatchSimulator", "Prior", "as_datasets", "as_prior",
            "batch_simulator", "simulate", "simulate_datasets"]
 
-# Parameter vectors per task: fixed, so that the data do not depend on n_jobs. Large
-# enough to hide a task's overhead (and to call the simulator once for up to 500 pairs,
-# as before chunking), small enough to spread 10,000 pairs over 20 workers.
+#: Parameter vectors per simulation task.
+#:
+#: Fixed, so that the data do not depend on n_jobs. Large enough to hide a task's
+#: overhead (and to call the simulator once for up to 500 pairs, as before chunking),
+#: small enough to spread 10,000 pairs over 20 workers.
 CHUNK_SIZE = 500
 
 
 def as_datasets(X, n: int | None = None, source: str = "X") -> DataSets:
-    """Turn simulator output or user input of any accepted form into :class:`DataSets`."""
+    """Turn simulator output or user input of any accepted form into ``DataSets``.
+
+    Parameters
+    ----------
+    X : array-like or list of array-like
+        An array (n, n_features), (n, n_obs, n_features) or (n, channels, height,
+        width), or a list of n arrays (n_obs_i, n_features).
+    n : int, optional
+        The number of data sets expected; a ValueError if ``X`` holds another number.
+    source : str, default="X"
+        How error messages name ``X``.
+
+    Returns
+    -------
+    skcinn.data.DataSets
+        One float64 array (lists padded) and the mask of real observations.
+    """
     if is_list_of_sets(X):
         data = pad(check_ragged(X))
     else:
@@ -82,6 +100,11 @@ def _assemble(arrays: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
 class BatchSimulator:
     """A batched simulator made from ``fn(theta_i, rng) -> x_i``; see :func:`batch_simulator`.
 
+    Parameters
+    ----------
+    fn : callable
+        ``fn(theta_i, rng) -> x_i`` for one parameter vector ``theta_i``.
+
     Attributes
     ----------
     fn : callable
@@ -99,8 +122,18 @@ class BatchSimulator:
     def simulate_each(self, theta, rng: np.random.Generator) -> list[np.ndarray | Exception]:
         """``fn`` on a copy of each row of ``theta`` (n, n_params), in turn, sharing ``rng``.
 
-        Returns one entry per row: its data set as a float64 array of at least one
-        dimension (possibly holding NaN or inf), or the exception ``fn`` raised.
+        Parameters
+        ----------
+        theta : array-like of shape (n, n_params)
+            The parameter vectors.
+        rng : numpy.random.Generator
+            The generator passed to every call of ``fn``.
+
+        Returns
+        -------
+        list of ndarray or Exception
+            One entry per row: its data set as a float64 array of at least one
+            dimension (possibly holding NaN or inf), or the exception ``fn`` raised.
         """
         theta = np.asarray(theta, dtype=np.float64)
         results: list[np.ndarray | Exception] = []
@@ -300,6 +333,7 @@ def simulate_datasets(
     data : DataSets
         The successful simulations, in the order of ``theta``.
     theta : ndarray of shape (n_kept, n_params)
+        Their parameters.
     failed : ndarray of shape (n_failed, n_params)
         Parameters whose simulation raised or returned NaN or inf, in draw order.
 

@@ -133,3 +133,14 @@ def test_partial_fit_trains_chunk_by_chunk():
     with pytest.raises(ValueError, match="X has 3 features"):
         est.partial_fit(np.concatenate([X[:5], X[:5, :, :1]], axis=-1), theta[:5])
     assert len(est.loss_curve_) == 5  # the failed call changed nothing
+
+
+def test_online_epochs_have_as_many_pairs_as_the_schedule_expects():
+    est = CINNPosteriorEstimator(**dict(TINY, batch_size=32), max_iter=6, online=True,
+                                 validation_fraction=0.5)
+    est.fit(MODEL.simulate, MODEL.prior)
+    rates = est.history_["learning_rate"].to_numpy()  # the rate at the end of each epoch
+    # cosine decay over exactly max_iter epochs: it reaches zero with the last epoch only
+    # (rounds of all 400 fresh pairs would have exhausted the schedule by epoch 3)
+    assert np.all(np.diff(rates) < 0) and rates[-2] > 0.05 * rates[0] and rates[-1] == 0
+    assert est.n_simulations_ == 200  # 400 minus 50 % validation, in every epoch

@@ -92,15 +92,56 @@ class ConjugateGaussianModel:
         return {name: stats.norm(0.0, self.prior_std) for name in self.parameter_names}
 
     def sample_prior(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` prior draws, shape (n, n_params)."""
+        """Draw ``n`` parameter vectors from the prior.
+
+        Parameters
+        ----------
+        n : int
+            Number of draws.
+        rng : numpy.random.Generator
+            The only source of randomness.
+
+        Returns
+        -------
+        ndarray of shape (n, n_params)
+            Parameter vectors drawn from the prior, one per row.
+        """
         return rng.normal(0.0, self.prior_std, size=(n, self.n_params))
 
     def sizes(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """Number of observations of each of ``n`` data sets."""
+        """Draw the number of observations of each of ``n`` data sets.
+
+        Parameters
+        ----------
+        n : int
+            Number of data sets.
+        rng : numpy.random.Generator
+            The only source of randomness.
+
+        Returns
+        -------
+        ndarray of int of shape (n,)
+            Observations per data set (all ``n_obs`` when fixed).
+        """
         return draw_sizes(self.n_obs, n, rng)
 
     def sample_posterior(self, X, n_samples: int, rng: np.random.Generator) -> np.ndarray:
-        """Exact posterior draws, shape (n, n_samples, p)."""
+        """Draw from the exact posterior of every data set.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Data sets, as returned by ``simulate``.
+        n_samples : int
+            Draws per data set.
+        rng : numpy.random.Generator
+            The only source of randomness.
+
+        Returns
+        -------
+        ndarray of shape (n, n_samples, p)
+            Exact posterior draws.
+        """
         return sample_gaussian(*self.posterior(X), n_samples, rng)
 
     def posterior(self, X) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - abstract

@@ -25,7 +25,20 @@ class _UniformBox:
         return {k: stats.uniform(self.low, self.high - self.low) for k in self.parameter_names}
 
     def sample_prior(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` prior draws, shape (n, n_params)."""
+        """Draw ``n`` parameter vectors from the prior.
+
+        Parameters
+        ----------
+        n : int
+            Number of draws.
+        rng : numpy.random.Generator
+            The only source of randomness.
+
+        Returns
+        -------
+        ndarray of shape (n, n_params)
+            Parameter vectors drawn from the prior, one per row.
+        """
         return np.column_stack([d.rvs(size=n, random_state=rng) for d in self.prior.values()])
 
     def _theta(self, theta: np.ndarray) -> np.ndarray:
@@ -63,7 +76,20 @@ class TwoMoons(_UniformBox):
     low, high = -1.0, 1.0
 
     def simulate(self, theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Observations, shape (n, 2), for ``theta`` of shape (n, 2)."""
+        """Simulate one observation per parameter vector.
+
+        Parameters
+        ----------
+        theta : ndarray of shape (n, 2)
+            Parameter vectors, one per row.
+        rng : numpy.random.Generator
+            The only source of randomness.
+
+        Returns
+        -------
+        ndarray of shape (n, 2)
+            The observations.
+        """
         theta = self._theta(theta)
         n = len(theta)
         angle = rng.uniform(-np.pi / 2, np.pi / 2, n)
@@ -109,7 +135,20 @@ class SLCP(_UniformBox):
 
     @staticmethod
     def moments(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean (n, 2) and covariance (n, 2, 2) of each of the four draws."""
+        """Mean and covariance shared by the four Gaussian draws.
+
+        Parameters
+        ----------
+        theta : ndarray of shape (n, 5)
+            Parameter vectors, one per row.
+
+        Returns
+        -------
+        mean : ndarray of shape (n, 2)
+            The mean of every draw.
+        cov : ndarray of shape (n, 2, 2)
+            The covariance of every draw.
+        """
         theta = np.asarray(theta, dtype=float).reshape(-1, 5)
         s1, s2, rho = theta[:, 2] ** 2, theta[:, 3] ** 2, np.tanh(theta[:, 4])
         cov = np.empty((len(theta), 2, 2))
@@ -118,7 +157,20 @@ class SLCP(_UniformBox):
         return theta[:, :2], cov
 
     def simulate(self, theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Observations, shape (n, 8), for ``theta`` of shape (n, 5)."""
+        """Simulate one observation (four 2-D points) per parameter vector.
+
+        Parameters
+        ----------
+        theta : ndarray of shape (n, 5)
+            Parameter vectors, one per row.
+        rng : numpy.random.Generator
+            The only source of randomness.
+
+        Returns
+        -------
+        ndarray of shape (n, 8)
+            The observations.
+        """
         theta = self._theta(theta)
         s1, s2, rho = theta[:, 2:3] ** 2, theta[:, 3:4] ** 2, np.tanh(theta[:, 4:5])
         z = rng.standard_normal((len(theta), self.n_draws, 2))
@@ -165,12 +217,38 @@ class GaussianLinear(ConjugateGaussianModel):
         self.noise_var = noise_var
 
     def simulate(self, theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Observations, shape (n, p), for ``theta`` of shape (n, p)."""
+        """Simulate one observation per parameter vector.
+
+        Parameters
+        ----------
+        theta : ndarray of shape (n, p)
+            Parameter vectors, one per row.
+        rng : numpy.random.Generator
+            The only source of randomness.
+
+        Returns
+        -------
+        ndarray of shape (n, p)
+            The observations.
+        """
         theta = np.asarray(theta, dtype=float).reshape(-1, self.n_params)
         return theta + rng.normal(0.0, self.noise_std, size=theta.shape)
 
     def posterior(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """Exact posterior mean (n, p) and covariance (n, p, p) of each observation."""
+        """Exact posterior of each observation.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, p)
+            Observations, as returned by ``simulate``.
+
+        Returns
+        -------
+        mean : ndarray of shape (n, p)
+            Posterior means.
+        cov : ndarray of shape (n, p, p)
+            Posterior covariances.
+        """
         X = np.asarray(X, dtype=float).reshape(-1, self.n_params)
         precision = np.broadcast_to(np.eye(self.n_params), (len(X), self.n_params, self.n_params))
         return gaussian_posterior(precision, X, self.prior_std, self.noise_std)

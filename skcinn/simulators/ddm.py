@@ -162,7 +162,20 @@ class DiffusionDecisionModel:
         return {k: stats.uniform(lo, hi - lo) for k, (lo, hi) in self.bounds.items()}
 
     def sample_prior(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` prior draws, shape (n, n_params)."""
+        """Draw ``n`` parameter vectors from the prior.
+
+        Parameters
+        ----------
+        n : int
+            Number of draws.
+        rng : numpy.random.Generator
+            The only source of randomness.
+
+        Returns
+        -------
+        ndarray of shape (n, n_params)
+            Parameter vectors drawn from the prior, one per row.
+        """
         return np.column_stack([d.rvs(size=n, random_state=rng) for d in self.prior.values()])
 
     def _noise(self, trial_params: np.ndarray, rng: np.random.Generator) -> Callable:

@@ -42,14 +42,40 @@ class GaussianMean(ConjugateGaussianModel):
     prefix = "mu"
 
     def simulate(self, theta: np.ndarray, rng: np.random.Generator):
-        """Data sets for a batch of means: an array (n, n_obs, p) or a list of (n_i, p)."""
+        """Simulate one data set per mean vector.
+
+        Parameters
+        ----------
+        theta : ndarray of shape (n, p)
+            Means, one per row.
+        rng : numpy.random.Generator
+            The only source of randomness.
+
+        Returns
+        -------
+        ndarray of shape (n, n_obs, p) or list of ndarray of shape (n_i, p)
+            The data sets; a list when their sizes vary.
+        """
         theta = np.asarray(theta, dtype=float).reshape(len(theta), self.n_params)
         sizes = self.sizes(len(theta), rng)
         noise = rng.normal(0.0, self.noise_std, size=(len(theta), sizes.max(), self.n_params))
         return split_sets(theta[:, None, :] + noise, sizes)
 
     def posterior(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """Exact posterior mean (n, p) and covariance (n, p, p) of each data set."""
+        """Exact posterior of each data set.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Data sets, as returned by ``simulate``.
+
+        Returns
+        -------
+        mean : ndarray of shape (n, p)
+            Posterior means.
+        cov : ndarray of shape (n, p, p)
+            Posterior covariances.
+        """
         values, mask = masked(as_datasets(X))
         n = mask.sum(axis=(1, 2))
         precision = n[:, None, None] * np.eye(self.n_params)

@@ -72,12 +72,38 @@ class TelegraphModel:
         return {k: stats.loguniform(lo, hi) for k, (lo, hi) in self.bounds.items()}
 
     def sample_prior(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` prior draws, shape (n, 3)."""
+        """Draw ``n`` parameter vectors from the prior.
+
+        Parameters
+        ----------
+        n : int
+            Number of draws.
+        rng : numpy.random.Generator
+            The only source of randomness.
+
+        Returns
+        -------
+        ndarray of shape (n, 3)
+            Parameter vectors drawn from the prior, one per row.
+        """
         return np.column_stack([d.rvs(size=n, random_state=rng) for d in self.prior.values()])
 
     @staticmethod
     def moments(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact stationary mean and Fano factor of the counts, each of shape (n,)."""
+        """Exact stationary mean and Fano factor of the counts.
+
+        Parameters
+        ----------
+        theta : ndarray of shape (n, 3)
+            ``(k_on, k_off, k_syn)`` per row.
+
+        Returns
+        -------
+        mean : ndarray of shape (n,)
+            Stationary mean count.
+        fano : ndarray of shape (n,)
+            Stationary Fano factor (variance over mean).
+        """
         k_on, k_off, k_syn = np.asarray(theta, dtype=float).reshape(-1, 3).T
         total = k_on + k_off
         return k_syn * k_on / total, 1.0 + k_syn * k_off / (total * (total + 1.0))

@@ -33,7 +33,20 @@ class LinearRegression(ConjugateGaussianModel):
     prefix = "w"
 
     def simulate(self, theta: np.ndarray, rng: np.random.Generator):
-        """Data sets of rows (x, y): an array (n, n_obs, p + 1) or a list of (n_i, p + 1)."""
+        """Simulate one data set of rows (x, y) per weight vector.
+
+        Parameters
+        ----------
+        theta : ndarray of shape (n, p)
+            Weights, one vector per row.
+        rng : numpy.random.Generator
+            The only source of randomness.
+
+        Returns
+        -------
+        ndarray of shape (n, n_obs, p + 1) or list of ndarray of shape (n_i, p + 1)
+            The data sets; a list when their sizes vary.
+        """
         theta = np.asarray(theta, dtype=float).reshape(len(theta), self.n_params)
         sizes = self.sizes(len(theta), rng)
         x = rng.normal(size=(len(theta), sizes.max(), self.n_params))
@@ -41,7 +54,20 @@ class LinearRegression(ConjugateGaussianModel):
         return split_sets(np.concatenate([x, y[..., None]], axis=-1), sizes)
 
     def posterior(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """Exact posterior mean (n, p) and covariance (n, p, p) of each data set."""
+        """Exact posterior of each data set.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Data sets, as returned by ``simulate``.
+
+        Returns
+        -------
+        mean : ndarray of shape (n, p)
+            Posterior means.
+        cov : ndarray of shape (n, p, p)
+            Posterior covariances.
+        """
         values, _ = masked(as_datasets(X))
         x, y = values[..., :-1], values[..., -1]
         precision = np.einsum("noi,noj->nij", x, x)

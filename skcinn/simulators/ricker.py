@@ -46,11 +46,37 @@ class Ricker:
         return {k: stats.uniform(lo, hi - lo) for k, (lo, hi) in self.bounds.items()}
 
     def sample_prior(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` prior draws, shape (n, 3)."""
+        """Draw ``n`` parameter vectors from the prior.
+
+        Parameters
+        ----------
+        n : int
+            Number of draws.
+        rng : numpy.random.Generator
+            The only source of randomness.
+
+        Returns
+        -------
+        ndarray of shape (n, 3)
+            Parameter vectors drawn from the prior, one per row.
+        """
         return np.column_stack([rng.uniform(lo, hi, n) for lo, hi in self.bounds.values()])
 
     def simulate(self, theta: np.ndarray, rng: np.random.Generator):
-        """Count series: an array (n, T, 1), or a list of (T_i, 1) arrays when T varies."""
+        """Simulate one count series per parameter vector.
+
+        Parameters
+        ----------
+        theta : ndarray of shape (n, 3)
+            Parameter vectors, one per row.
+        rng : numpy.random.Generator
+            The only source of randomness.
+
+        Returns
+        -------
+        ndarray of shape (n, T, 1) or list of ndarray of shape (T_i, 1)
+            The series; a list when their lengths vary.
+        """
         theta = np.asarray(theta, dtype=float).reshape(-1, 3)
         n = len(theta)
         lengths = draw_sizes(self.n_steps, n, rng)

@@ -81,12 +81,36 @@ class SIR:
         return {k: stats.uniform(lo, hi - lo) for k, (lo, hi) in self.bounds.items()}
 
     def sample_prior(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` prior draws of ``(beta, rho)``, shape (n, 2)."""
+        """Draw ``n`` parameter vectors from the prior.
+
+        Parameters
+        ----------
+        n : int
+            Number of draws.
+        rng : numpy.random.Generator
+            The only source of randomness.
+
+        Returns
+        -------
+        ndarray of shape (n, 2)
+            ``(beta, rho)`` drawn from the prior, one per row.
+        """
         return np.column_stack([d.rvs(size=n, random_state=rng) for d in self.prior.values()])
 
     @staticmethod
     def rates(theta: np.ndarray) -> np.ndarray:
-        """``(beta, gamma)`` of each row ``(beta, rho)``, shape (n, 2)."""
+        """Infection and recovery rates of each parameter vector.
+
+        Parameters
+        ----------
+        theta : ndarray of shape (n, 2)
+            ``(beta, rho)`` per row.
+
+        Returns
+        -------
+        ndarray of shape (n, 2)
+            ``(beta, gamma)`` per row.
+        """
         theta = np.asarray(theta, dtype=float).reshape(-1, 2)
         return np.column_stack([theta[:, 0], theta[:, 0] * theta[:, 1]])
 
