@@ -1,0 +1,71 @@
+"""skcinn runner: ``CINNPosteriorEstimator()`` defaults, ``fit(x, theta)``.
+
+Run by ``benchmarks/sbibm_harness.py`` with the project's Python. Flat tasks: ``x``
+(n, d). Set tasks: the raw sets (list of (n_i, f) arrays), embedded by skcinn's
+DeepSet (``summary_network="auto"``). ``--options`` may override constructor
+arguments (the smoke test shrinks the networks); lists become tuples.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common as c  # noqa: E402
+
+
+def main() -> None:
+    args = c.parse_args(__doc__)
+    c.limit_threads(args.threads)
+    c.main_guard(args.out, lambda: run(args))
+
+
+def run(args) -> None:
+    import numpy as np
+    import torch
+
+    from skcinn import CINNPosteriorEstimator
+    from skcinn._torch_utils import CPU_THREADS
+
+    c.set_torch_threads(torch, args.threads)
+    data = c.load_data(args.data)
+    options = {k: tuple(v) if isinstance(v, list) else v
+               for k, v in json.loads(args.options).items()}
+    if "sets" in data:
+        X = c.unpad(data["sets"], data["set_lengths"])
+        X_obs = c.unpad(data["obs_sets"], data["obs_set_lengths"])
+        X_amort = c.unpad(data["amortized_sets"], data["amortized_set_lengths"])
+    else:
+        X, X_obs, X_amort = data["x"], data["x_obs"], data["x_amortized"]
+    theta = data["theta"]
+
+    est = CINNPosteriorEstimator(random_state=args.seed, **options)
+    fit, obs = c.Clock(), c.Clock()
+    with fit.measure():
+        est.fit(X, theta)
+    with obs.measure():
+        draws = est.sample_posterior(X_obs, n_samples=data["n_draws"],
+                                     random_state=args.seed + 1)
+    info = {
+        "versions": c.versions("skcinn", "torch", "numpy", "scikit-learn"),
+        "torch_threads": torch.get_num_threads(),
+        "skcinn_cpu_threads": CPU_THREADS,
+        "summary_network": est.summary_network_,
+        "coupling": est.coupling_,
+        "stop_reason": est.stop_reason_,
+        "best_validation_score": est.best_validation_score_,
+        "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
+        "train_pairs": int(len(theta)),
+    }
+
+    def amortized():
+        return est.sample_posterior(X_amort, n_samples=data["n_amortized_draws"],
+                                    random_state=args.seed + 2)
+
+    c.finish(args.out, data, fit, obs, int(est.n_iter_), np.asarray(draws), info, amortized)
+
+
+if __name__ == "__main__":
+    main()
