@@ -13,9 +13,22 @@ no such application; it follows the same recipe as the others.
 
 Results at the full budget
 --------------------------
-Full budget: 60 rounds of 10,000 fresh simulations (``online=True``), early stopping;
-2 shared CPU cores. On 300 test data sets of 500 cells: see
-``benchmarks/applications.md``.
+60 rounds of 10,000 fresh simulations (``online=True``), on 2 CPU cores shared with
+other jobs: fit 495 s, 1,000 data sets x 2,000 draws in 4.3 s. On 300 test data sets of
+500 cells:
+
+============  =====  =====  =================
+parameter     R²     NRMSE  calibration error
+============  =====  =====  =================
+log10 k_on    0.749  0.146  0.023
+log10 k_off   0.324  0.238  0.017
+log10 k_syn   0.917  0.086  0.020
+============  =====  =====  =================
+
+Calibrated; ``k_off`` is weakly identified: the counts pin down combinations such as the
+mean ``k_syn * k_on / (k_on + k_off)`` (and, for a rarely active gene, the burst size
+``k_syn / k_off``) better than ``k_off`` alone; the pair plot shows the ridge between
+``k_off`` and ``k_syn``.
 
 Run ``python examples/gene_expression.py``; ``SKCINN_EXAMPLE_BUDGET=small`` makes it quick.
 Figures go to ``$SKCINN_EXAMPLE_OUTPUT`` (default ``figures/``).

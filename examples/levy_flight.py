@@ -10,7 +10,8 @@ Brownian noise of the diffusion decision model by α-stable noise, whose jumps m
 decisions abrupt; ``alpha`` = 2 is the diffusion model. There is no closed-form
 likelihood. A data set is 1,000 i.i.d. trials ``(rt, choice, condition)``, so a DeepSet
 summarises it (its pooled first and second moments already hold the response rates and
-mean times per condition).
+mean times per condition). Response times enter on the log scale: they are skewed with
+long tails (R² of ``t0`` 0.67 against 0.33 on raw times in a short trial run).
 
 Results at the full budget
 --------------------------
@@ -42,6 +43,14 @@ os.makedirs(output, exist_ok=True)
 model = LevyFlightModel(n_trials=100 if small else 1000, n_conditions=2)
 names = model.parameter_names  # v_0, v_1, a, z, t0, alpha
 
+
+def log_rt(X):
+    """The trials ``(rt, choice, condition)`` of every data set with ``rt`` -> log(rt)."""
+    X = X.copy()
+    X[..., 0] = np.log(X[..., 0])
+    return X
+
+
 # %%
 # Simulate once (the simulator dominates the cost), on two joblib workers, and train.
 est = CINNPosteriorEstimator(
@@ -49,7 +58,7 @@ est = CINNPosteriorEstimator(
     max_iter=3 if small else 60, n_jobs=None if small else 2, random_state=0,
 )
 start = time.perf_counter()
-est.fit(model.simulate, model.prior)
+est.fit(lambda theta, rng: log_rt(model.simulate(theta, rng)), model.prior)
 fit_seconds = time.perf_counter() - start
 print(f"trained {est.n_iter_} epochs on {est.n_simulations} simulations in {fit_seconds:.0f} s "
       f"(stopped by {est.stop_reason_})")
@@ -58,7 +67,7 @@ print(f"trained {est.n_iter_} epochs on {est.n_simulations} simulations in {fit_
 # Posteriors of 1,000 new data sets in one call: 2,000 draws each.
 rng = np.random.default_rng(1)
 theta = model.sample_prior(100 if small else 1000, rng)
-X = model.simulate(theta, rng)
+X = log_rt(model.simulate(theta, rng))
 start = time.perf_counter()
 draws = est.sample_posterior(X, n_samples=2000, random_state=0)
 sample_seconds = time.perf_counter() - start
