@@ -43,8 +43,67 @@ def _unchanged_on_error(est):
         raise
 
 
+def check_inside_support(theta: np.ndarray, lower, upper, names) -> None:
+    """Raise a ValueError naming the first parameter value outside its open support."""
+    lower, upper = np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
+    outside = ((theta <= lower) & np.isfinite(lower)) | ((theta >= upper) & np.isfinite(upper))
+    if outside.any():
+        row, col = np.argwhere(outside)[0]
+        raise ValueError(
+            f"{int(outside.any(1).sum())} of {len(theta)} parameter vectors lie outside the "
+            f"support; the first: {names[col]}={float(theta[row, col])!r} is not inside "
+            f"({lower[col]}, {upper[col]}). Training parameters must lie strictly inside "
+            "the bounds (parameter_bounds, or the prior's support)."
+        )
+
+
 class TrainingMixin:
     """Training machinery of the estimator (see :class:`~skcinn.CINNPosteriorEstimator`)."""
+
+    def _check_support(self, theta: np.ndarray) -> None:
+        """Continued training: the new pairs must lie inside the fitted support."""
+        t = self._theta_transform
+        check_inside_support(theta, t.lower.numpy(), t.upper.numpy(), self.parameter_names_)
+
+    def _narrowed_support(self, lower, upper) -> tuple[np.ndarray, np.ndarray]:
+        """The prior's support (unbounded for given pairs) narrowed by ``parameter_bounds``."""
+        lower = np.array(lower, dtype=np.float64)
+        upper = np.array(upper, dtype=np.float64)
+        bounds = self.parameter_bounds
+        if bounds is None:
+            return lower, upper
+        names = list(self.parameter_names_)
+        if isinstance(bounds, dict):
+            unknown = sorted(str(k) for k in bounds if k not in names)
+            if unknown:
+                raise ValueError(
+                    f"parameter_bounds names {unknown}, which are not parameters; the "
+                    f"parameters are {names}."
+                )
+            pairs = [bounds.get(name, (None, None)) for name in names]
+        else:
+            pairs = list(bounds)
+        try:
+            given = np.array(
+                [[np.nan if v is None else v for v in pair] for pair in pairs], dtype=np.float64
+            )
+        except (TypeError, ValueError):
+            given = None
+        if given is None or given.shape != (len(names), 2):
+            raise ValueError(
+                f"parameter_bounds must give one (low, high) pair per parameter ({len(names)}), "
+                "or be a dict {name: (low, high)}; use None for an open end."
+            )
+        lower = np.fmax(lower, np.where(np.isnan(given[:, 0]), -np.inf, given[:, 0]))
+        upper = np.fmin(upper, np.where(np.isnan(given[:, 1]), np.inf, given[:, 1]))
+        empty = ~(lower < upper)
+        if empty.any():
+            i = int(np.argmax(empty))
+            raise ValueError(
+                f"parameter_bounds leave {names[i]} no room: its support would be "
+                f"({lower[i]}, {upper[i]})."
+            )
+        return lower, upper
 
     def _validate_pairs(self, X, y, reset: bool):
         """Checked (data, theta, whether y was 1-D, parameter names) of given pairs."""
@@ -183,6 +242,8 @@ class TrainingMixin:
             names if names and len(names) == n_params else [f"theta_{i}" for i in range(n_params)],
             dtype=object,
         )
+        lower, upper = self._narrowed_support(lower, upper)
+        check_inside_support(theta, lower, upper, self.parameter_names_)
         summary = self._resolve_summary(data.rank)
         self.summary_network_ = type(summary).__name__ if isinstance(summary, nn.Module) else (
             summary

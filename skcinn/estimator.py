@@ -116,6 +116,14 @@ class CINNPosteriorEstimator(
         process loses at most one epoch. A later ``fit`` with ``warm_start=True`` and the
         same path resumes an unfinished training where it stopped, also in a new
         process. The file is read without executing code.
+    parameter_bounds : sequence of (low, high), dict or None, default=None
+        Bounds of each parameter's support, ``None`` for an open end: one pair per
+        parameter, or ``{name: (low, high)}`` for named parameters. They narrow the
+        prior's support with ``fit(simulator, prior)`` and give one to training pairs
+        ``fit(X, y)``, which carry none. Bounded parameters are mapped to an
+        unconstrained space (logit or log) before the network sees them, so every draw
+        lies inside the bounds and densities vanish outside; training parameters must
+        lie strictly inside.
 
     Attributes
     ----------
@@ -207,6 +215,7 @@ class CINNPosteriorEstimator(
         "n_jobs": [Integral, None],
         "max_time": [Interval(Real, 0, None, closed="neither"), None],
         "checkpoint_path": [str, os.PathLike, None],
+        "parameter_bounds": [dict, "array-like", None],
     }
 
     def __init__(
@@ -236,6 +245,7 @@ class CINNPosteriorEstimator(
         n_jobs: int | None = None,
         max_time: float | None = None,
         checkpoint_path: str | os.PathLike | None = None,
+        parameter_bounds=None,
     ) -> None:
         self.n_coupling_blocks = n_coupling_blocks
         self.coupling = coupling
@@ -261,6 +271,7 @@ class CINNPosteriorEstimator(
         self.n_jobs = n_jobs
         self.max_time = max_time
         self.checkpoint_path = checkpoint_path
+        self.parameter_bounds = parameter_bounds
 
     # ---------------------------------------------------------------------- training
 
@@ -305,6 +316,7 @@ class CINNPosteriorEstimator(
                 self._theta_1d = theta_1d
             else:
                 self._check_rank(data.rank)
+                self._check_support(theta)
             self._fit_data(data, theta, rng, refresh, continuing=not reset, resume=resume)
         return self
 
@@ -340,6 +352,7 @@ class CINNPosteriorEstimator(
                 self._theta_1d, self.n_failed_simulations_ = theta_1d, 0
             else:
                 self._check_rank(data.rank)
+                self._check_support(theta)
             self._fit_data(data, theta, rng, None, continuing=not first, partial=True)
         return self
 
