@@ -56,13 +56,14 @@ def profile_step(est, model, rng) -> dict:
     return out
 
 
-def run(n_simulations: int, threads: int) -> dict:
+def run(n_simulations: int, threads: int, options: dict | None = None) -> dict:
     tu.CPU_THREADS = threads
     torch.set_num_threads(threads)
     results = {}
     for model in (GaussianMean(), LinearRegression()):
         name = type(model).__name__
-        est = CINNPosteriorEstimator(n_simulations=n_simulations, random_state=0, device="cpu")
+        est = CINNPosteriorEstimator(n_simulations=n_simulations, random_state=0, device="cpu",
+                                     **(options or {}))
         start = time.perf_counter()
         est.fit(model.simulate, model.prior)
         fit_s = time.perf_counter() - start
@@ -97,12 +98,15 @@ def main() -> None:
     parser.add_argument("--n-simulations", type=int, default=10_000)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for training")
     parser.add_argument("--out", default="benchmarks/results/analytic.json")
+    parser.add_argument("--options", default="{}",
+                        help='estimator arguments as JSON, e.g. \'{"coupling": "affine"}\'')
     args = parser.parse_args()
-    results = run(args.n_simulations, args.threads)
+    options = json.loads(args.options)
+    results = run(args.n_simulations, args.threads, options)
     meta = {
         "torch": torch.__version__, "python": platform.python_version(),
         "machine": platform.machine(), "cpu_count": __import__("os").cpu_count(),
-        "n_simulations": args.n_simulations, "threads": args.threads,
+        "n_simulations": args.n_simulations, "threads": args.threads, "options": options,
     }
     with open(args.out, "w") as fh:
         json.dump({"meta": meta, "results": results}, fh, indent=1)

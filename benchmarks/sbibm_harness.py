@@ -391,6 +391,7 @@ def methods(python: str | None = None) -> dict[str, Method]:
     bf = VENVS / "bayesflow" / "bin" / "python"
     return {
         "skcinn": Method("skcinn", own, "run_skcinn.py", {}),
+        "skcinn_spline": Method("skcinn_spline", own, "run_skcinn.py", {"coupling": "spline"}),
         "sbi_maf": Method("sbi_maf", sbi, "run_sbi.py", {"density_estimator": "maf"}),
         "sbi_nsf": Method("sbi_nsf", sbi, "run_sbi.py", {"density_estimator": "nsf"}),
         "bayesflow": Method("bayesflow", bf, "run_bayesflow.py", {},

@@ -1,5 +1,8 @@
 """skcinn runner: ``CINNPosteriorEstimator()`` defaults, ``fit(x, theta)``.
 
+A uniform prior's box is passed as ``parameter_bounds`` (as sbi gets the prior), so
+draws stay inside it; ``--options '{"parameter_bounds": null}'`` leaves them out.
+
 Run by ``benchmarks/sbibm_harness.py`` with the project's Python. Flat tasks: ``x``
 (n, d). Set tasks: the raw sets (list of (n_i, f) arrays), embedded by skcinn's
 DeepSet (``summary_network="auto"``). ``--options`` may override constructor
@@ -40,6 +43,11 @@ def run(args) -> None:
     else:
         X, X_obs, X_amort = data["x"], data["x_obs"], data["x_amortized"]
     theta = data["theta"]
+    if data["prior_kind"] == "uniform" and "parameter_bounds" not in options:
+        options["parameter_bounds"] = [
+            (float(lo), float(hi)) for lo, hi in zip(data["prior_low"], data["prior_high"],
+                                                     strict=True)
+        ]
 
     est = CINNPosteriorEstimator(random_state=args.seed, **options)
     fit, obs = c.Clock(), c.Clock()

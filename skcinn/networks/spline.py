@@ -14,16 +14,11 @@ _SHIFT = math.log(math.expm1(1.0 - MIN_DERIVATIVE))
 
 
 def _knots(raw: torch.Tensor, bound: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bin sizes and knot positions on [-bound, bound] from unnormalised logits."""
+    """Bin sizes and the K + 1 knot positions on [-bound, bound] from unnormalised logits."""
     bins = raw.shape[-1]
-    size = MIN_BIN + (1.0 - MIN_BIN * bins) * torch.softmax(raw, dim=-1)
-    inner = torch.cumsum(size[..., :-1], dim=-1) * (2 * bound) - bound
-    knots = F.pad(F.pad(inner, (1, 0), value=-bound), (0, 1), value=bound)
-    return knots[..., 1:] - knots[..., :-1], knots
-
-
-def _gather(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    return torch.gather(t, -1, index).squeeze(-1)
+    size = (MIN_BIN + (1.0 - MIN_BIN * bins) * torch.softmax(raw, dim=-1)) * (2 * bound)
+    knots = F.pad(torch.cumsum(size, dim=-1), (1, 0)) - bound
+    return size, knots
 
 
 def rational_quadratic_spline(
@@ -53,40 +48,37 @@ def rational_quadratic_spline(
         log|det J| of the map that was applied, summed over the last axis.
     """
     bins = (params.shape[-1] + 1) // 3
-    w_raw, h_raw, d_raw = params[..., :bins], params[..., bins : 2 * bins], params[..., 2 * bins :]
+    w_raw, h_raw, d_raw = params.split((bins, bins, bins - 1), dim=-1)
     widths, xk = _knots(w_raw, bound)
     heights, yk = _knots(h_raw, bound)
-    deriv = MIN_DERIVATIVE + F.softplus(d_raw + _SHIFT)
-    ones = torch.ones_like(deriv[..., :1])
-    deriv = torch.cat([ones, deriv, ones], dim=-1)
+    # derivative 1 at both ends, matching the identity tails
+    deriv = F.pad(MIN_DERIVATIVE + F.softplus(d_raw + _SHIFT), (1, 1), value=1.0)
 
     inside = (x > -bound) & (x < bound)
-    xc = x.clamp(-bound, bound).unsqueeze(-1)
+    xc = x.clamp(-bound, bound)
     edges = yk if inverse else xk
-    index = (torch.searchsorted(edges.detach().contiguous(), xc.detach().contiguous()) - 1)
-    index = index.clamp(0, bins - 1)
-
-    w, x0 = _gather(widths, index), _gather(xk, index)
-    h, y0 = _gather(heights, index), _gather(yk, index)
-    d0, d1 = _gather(deriv, index), _gather(deriv, index + 1)
+    index = torch.searchsorted(edges.detach(), xc.detach().unsqueeze(-1)) - 1
+    # one gather for the six quantities of each input's bin: (..., d, 6, 1)
+    table = torch.stack(
+        (widths, xk[..., :-1], heights, yk[..., :-1], deriv[..., :-1], deriv[..., 1:]), dim=-2
+    )
+    index = index.clamp(0, bins - 1).unsqueeze(-2).expand(*table.shape[:-1], 1)
+    w, x0, h, y0, d0, d1 = torch.gather(table, -1, index).squeeze(-1).unbind(-1)
     slope = h / w
-    xc = xc.squeeze(-1)
-    if inverse:
+    gap = d1 + d0 - 2 * slope
+    if inverse:  # solve the quadratic for the position xi within the bin
         dy = xc - y0
-        gap = d1 + d0 - 2 * slope
-        a = h * (slope - d0) + dy * gap
-        b = h * d0 - dy * gap
-        c = -slope * dy
-        xi = (2 * c) / (-b - torch.sqrt((b * b - 4 * a * c).clamp(min=0)))
-        out = x0 + xi * w
+        qa = h * (slope - d0) + dy * gap
+        qb = h * d0 - dy * gap
+        qc = -slope * dy
+        xi = (2 * qc) / (-qb - torch.sqrt((qb * qb - 4 * qa * qc).clamp(min=0)))
     else:
         xi = (xc - x0) / w
-        out = y0 + h * (slope * xi**2 + d0 * xi * (1 - xi)) / (
-            slope + (d1 + d0 - 2 * slope) * xi * (1 - xi)
-        )
     one_minus = 1 - xi
-    denom = slope + (d1 + d0 - 2 * slope) * xi * one_minus
-    grad = slope**2 * (d1 * xi**2 + 2 * slope * xi * one_minus + d0 * one_minus**2) / denom**2
+    mixed = xi * one_minus
+    denom = slope + gap * mixed
+    out = x0 + xi * w if inverse else y0 + h * (slope * xi * xi + d0 * mixed) / denom
+    grad = slope**2 * (d1 * xi * xi + 2 * slope * mixed + d0 * one_minus**2) / denom**2
     logabsdet = torch.where(inside, torch.log(grad), torch.zeros_like(grad))
     out = torch.where(inside, out, x)
     sign = -1.0 if inverse else 1.0
