@@ -788,13 +788,14 @@ def _line(entry: dict) -> str:
 
 
 def score(results_path: Path, c2st_jobs: int = 1, c2st_observations: int | None = None,
-          log=print) -> Path:
-    """Fill in C2ST values not yet computed, from the draws kept in the work directory."""
+          tasks=None, log=print) -> Path:
+    """Fill in C2ST values not yet computed, from the draws kept in the work directory
+    (of the named ``tasks`` only, if given)."""
     results_path = Path(results_path)
     doc = json.loads(results_path.read_text())
     refs = {}
     for entry in doc["runs"]:
-        if entry.get("status") != "ok":
+        if entry.get("status") != "ok" or (tasks and entry["task"] not in tasks):
             continue
         values = entry.get("c2st") or []
         k = len(values) if c2st_observations is None else min(c2st_observations, len(values))
@@ -984,6 +985,7 @@ def main(argv=None) -> None:
     s.add_argument("results", type=Path)
     s.add_argument("--c2st-jobs", type=int, default=1)
     s.add_argument("--c2st-observations", type=int, default=None)
+    s.add_argument("--tasks", nargs="+", default=None, help="score only these tasks")
     r = sub.add_parser("report", help="re-render table and figure")
     r.add_argument("results", type=Path)
     args = parser.parse_args(argv)
@@ -1016,7 +1018,7 @@ def main(argv=None) -> None:
                              note=args.note)
         print(f"results: {path}\n\n" + render_table(json.loads(path.read_text())))
     elif args.cmd == "score":
-        path = score(args.results, args.c2st_jobs, args.c2st_observations)
+        path = score(args.results, args.c2st_jobs, args.c2st_observations, args.tasks)
         print(render_table(json.loads(path.read_text())))
     else:
         md, png = write_report(args.results)
