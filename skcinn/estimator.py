@@ -121,7 +121,7 @@ class CINNPosteriorEstimator(
         parameter, or ``{name: (low, high)}`` for named parameters. They narrow the
         prior's support with ``fit(simulator, prior)`` and give one to training pairs
         ``fit(X, y)``, which carry none. Bounded parameters are mapped to an
-        unconstrained space (logit or log) before the network sees them, so every draw
+        unconstrained space (probit or log) before the network sees them, so every draw
         lies inside the bounds and densities vanish outside; training parameters must
         lie strictly inside.
 
