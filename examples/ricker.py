@@ -15,21 +15,22 @@ in a short trial run).
 Results at the full budget
 --------------------------
 60 rounds of 10,000 fresh simulations (``online=True``: 600,000 series) in batches of
-32, on 2 CPU cores shared with other jobs: fit 589 s, 1,000 series x 2,000 draws in
-3.5 s (the paper: 6 s on a GPU). On 300 test series at T = 500, with the paper's cINN
-(50,000-100,000 iterations on a GPU) in brackets:
+32, on 2 CPU cores shared with other jobs: fit 800 s, 1,000 series x 2,000 draws in
+8.5 s (3.5 s in a run with less competition for the cores; the paper: 6 s on a GPU).
+On 300 test series at T = 500, with the paper's cINN (50,000-100,000 iterations on a
+GPU) in brackets:
 
 =========  =============  =============  =================
 parameter  R²             NRMSE          calibration error
 =========  =============  =============  =================
-r          0.975 (0.980)  0.046 (0.041)  0.047 (0.017)
-sigma      0.887 (0.919)  0.097 (0.077)  0.040 (0.013)
-phi        0.986 (0.996)  0.036 (0.018)  0.030 (0.084)
+r          0.975 (0.980)  0.046 (0.041)  0.057 (0.017)
+sigma      0.889 (0.919)  0.096 (0.077)  0.047 (0.013)
+phi        0.987 (0.996)  0.034 (0.018)  0.040 (0.084)
 =========  =============  =============  =================
 
-Close to the paper after ten minutes on a CPU; ``sigma``, the process noise, is the
-hardest to learn. With the default batches of 128 (a quarter of the optimiser steps)
-the same budget gave R² 0.947 / 0.663 / 0.960: see ``benchmarks/applications.md``.
+Close to the paper after minutes on a CPU; ``sigma``, the process noise, is the hardest
+to learn. With the default batches of 128 (a quarter of the optimiser steps) the same
+budget gave R² 0.947 / 0.663 / 0.960: see ``benchmarks/applications.md``.
 
 Run ``python examples/ricker.py``; ``SKCINN_EXAMPLE_BUDGET=small`` makes it quick (short
 series, few simulations and epochs). Figures go to ``$SKCINN_EXAMPLE_OUTPUT`` (default
