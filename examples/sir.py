@@ -14,15 +14,15 @@ series; the counts enter as ``log1p(y)``.
 Results at the full budget
 --------------------------
 40 rounds of 10,000 fresh simulations (``online=True``: 400,000 epidemics) in batches
-of 32, on 2 CPU cores shared with other jobs: fit 680 s, 1,000 series x 2,000 draws in
-3.2 s. On 300 test series of T = 500 days, with the paper's cINN in brackets:
+of 32, on 2 CPU cores shared with other jobs: fit 577 s, 1,000 series x 2,000 draws in
+5.7 s. On 300 test series of T = 500 days, with the paper's cINN in brackets:
 
 =========  =============  =============  =================
 parameter  R²             NRMSE          calibration error
 =========  =============  =============  =================
-beta       0.956 (0.987)  0.061 (0.033)  0.043
-rho        0.933          0.075          0.010
-gamma      0.905 (0.986)  0.068 (0.028)  0.040
+beta       0.956 (0.987)  0.061 (0.033)  0.040
+rho        0.935          0.074          0.010
+gamma      0.907 (0.986)  0.068 (0.028)  0.037
 =========  =============  =============  =================
 
 Calibrated, but less precise than the paper's; see ``benchmarks/applications.md``.
