@@ -545,9 +545,16 @@ def c2st_many(reference: np.ndarray, draws: np.ndarray, which, n_jobs: int = 1) 
 
 
 def _save_json(obj: dict, path: Path) -> None:
+    """Write ``obj``; paths inside the repository are stored relative to its root."""
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_jsonable))
+    text = json.dumps(obj, indent=1, default=_jsonable)
+    tmp.write_text(text.replace(json.dumps(str(ROOT) + os.sep)[1:-1], ""))
     os.replace(tmp, path)
+
+
+def _at_root(path) -> Path:
+    """A path read from a results file (relative to the repository root, or absolute)."""
+    return ROOT / path
 
 
 def _jsonable(obj):
@@ -605,7 +612,7 @@ def run_benchmark(tasks, budgets, seeds, method_names, *, out_dir: Path = RESULT
     previous = json.loads(Path(resume).read_text()) if resume else None
     if previous:
         run_id = previous["meta"]["run_id"]
-        out_dir, work = Path(resume).parent, Path(previous["meta"]["work_dir"])
+        out_dir, work = Path(resume).parent, _at_root(previous["meta"]["work_dir"])
     run_id = run_id or _dt.datetime.now().strftime("%Y%m%d_%H%M%S")
     out_dir = Path(out_dir)
     work = work if previous else Path(work_dir) / run_id
@@ -689,8 +696,9 @@ def run_benchmark(tasks, budgets, seeds, method_names, *, out_dir: Path = RESULT
             todo = [i for i in range(min(k_c2st, len(entry.get("c2st") or [])))
                     if entry["c2st"][i] is None]
             if entry.get("status") == "ok" and todo:
-                ref = doc["tasks"][entry["task"]]["reference_path"]
-                futures = {i: pool.submit(_c2st_from_files, ref, entry["draws_path"], i)
+                ref = _at_root(doc["tasks"][entry["task"]]["reference_path"])
+                futures = {i: pool.submit(_c2st_from_files, ref, _at_root(entry["draws_path"]),
+                                          i)
                            for i in todo}
                 pending.append((entry, futures))
 
@@ -739,7 +747,7 @@ def run_benchmark(tasks, budgets, seeds, method_names, *, out_dir: Path = RESULT
                     entry.update(res)
                     if res.get("status") == "ok":
                         entry["draws_path"] = str(work / tag / name / "draws.npz")
-                        draws = np.load(entry["draws_path"])["draws"]
+                        draws = np.load(_at_root(entry["draws_path"]))["draws"]
                         if pool is not None:
                             entry["c2st"] = [None] * len(draws)
                             pending.append((entry, {
@@ -804,8 +812,8 @@ def score(results_path: Path, c2st_jobs: int = 1, c2st_observations: int | None 
             continue
         task = entry["task"]
         if task not in refs:
-            refs[task] = np.load(doc["tasks"][task]["reference_path"])["reference"]
-        draws = np.load(entry["draws_path"])["draws"]
+            refs[task] = np.load(_at_root(doc["tasks"][task]["reference_path"]))["reference"]
+        draws = np.load(_at_root(entry["draws_path"]))["draws"]
         t0 = time.perf_counter()
         new = c2st_many(refs[task], draws, todo, c2st_jobs)
         for i in todo:
