@@ -913,6 +913,7 @@ def plot(doc: dict, path: Path) -> Path | None:
     if not tasks:
         return None
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.2), squeeze=False)
+    colors = {m: f"C{i}" for i, m in enumerate(doc["meta"]["methods"])}
     for ax, task in zip(axes[0], tasks, strict=True):
         for method in doc["meta"]["methods"]:
             xs, ys, es = [], [], []
@@ -924,15 +925,21 @@ def plot(doc: dict, path: Path) -> Path | None:
                     ys.append(np.mean(vals))
                     es.append(np.std(vals, ddof=1) if len(vals) > 1 else 0.0)
             if xs:
-                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=method)
+                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=method,
+                            color=colors[method])
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
         ax.set_xscale("log")
         ax.set_ylim(0.45, 1.02)
         ax.set_title(task)
         ax.set_xlabel("simulations")
     axes[0][0].set_ylabel("C2ST (0.5 best)")
-    axes[0][-1].legend(fontsize=8)
-    fig.tight_layout()
+    handles = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    fig.legend(handles.values(), handles.keys(), loc="upper center", ncol=len(handles),
+               fontsize=8, frameon=False)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
