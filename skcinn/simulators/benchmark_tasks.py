@@ -6,9 +6,10 @@ import numpy as np
 from scipy import stats
 
 from ._conjugate import ConjugateGaussianModel, gaussian_posterior
+from ._prior import IndependentPrior
 
 
-class _UniformBox:
+class _UniformBox(IndependentPrior):
     """Independent ``U(low, high)`` priors on ``theta_0, theta_1, ...``."""
 
     n_params = 2
@@ -24,22 +25,6 @@ class _UniformBox:
         """Independent uniform priors (scipy.stats), keyed by parameter name."""
         return {k: stats.uniform(self.low, self.high - self.low) for k in self.parameter_names}
 
-    def sample_prior(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """Draw ``n`` parameter vectors from the prior.
-
-        Parameters
-        ----------
-        n : int
-            Number of draws.
-        rng : numpy.random.Generator
-            The only source of randomness.
-
-        Returns
-        -------
-        ndarray of shape (n, n_params)
-            Parameter vectors drawn from the prior, one per row.
-        """
-        return np.column_stack([d.rvs(size=n, random_state=rng) for d in self.prior.values()])
 
     def _theta(self, theta: np.ndarray) -> np.ndarray:
         return np.asarray(theta, dtype=float).reshape(-1, self.n_params)

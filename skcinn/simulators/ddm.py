@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import stats
 
+from ._prior import IndependentPrior
 from ._sets import draw_sizes, pack_sets
 
 # Random numbers drawn per block of the Euler scheme (trials x steps): bounds the memory
@@ -65,7 +66,7 @@ def first_passage(
     return steps * dt, hit
 
 
-class DiffusionDecisionModel:
+class DiffusionDecisionModel(IndependentPrior):
     r"""Diffusion decision model (Ratcliff, 1978) of two-choice response times.
 
     On each trial the evidence :math:`X_t` starts at :math:`z a` and follows
@@ -161,22 +162,6 @@ class DiffusionDecisionModel:
         """Independent uniform priors (scipy.stats), keyed by parameter name."""
         return {k: stats.uniform(lo, hi - lo) for k, (lo, hi) in self.bounds.items()}
 
-    def sample_prior(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """Draw ``n`` parameter vectors from the prior.
-
-        Parameters
-        ----------
-        n : int
-            Number of draws.
-        rng : numpy.random.Generator
-            The only source of randomness.
-
-        Returns
-        -------
-        ndarray of shape (n, n_params)
-            Parameter vectors drawn from the prior, one per row.
-        """
-        return np.column_stack([d.rvs(size=n, random_state=rng) for d in self.prior.values()])
 
     def _noise(self, trial_params: np.ndarray, rng: np.random.Generator) -> Callable:
         """Gaussian increments with standard deviation ``sqrt(dt)``."""

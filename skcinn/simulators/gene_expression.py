@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from ._prior import IndependentPrior
 from ._sets import draw_sizes, pack_sets
 
 
-class TelegraphModel:
+class TelegraphModel(IndependentPrior):
     r"""Telegraph (two-state) model of transcriptional bursting, at stationarity.
 
     A gene switches off -> on at rate :math:`k_{on}` and on -> off at rate
@@ -71,22 +72,6 @@ class TelegraphModel:
         """Independent log-uniform priors (scipy.stats), keyed by parameter name."""
         return {k: stats.loguniform(lo, hi) for k, (lo, hi) in self.bounds.items()}
 
-    def sample_prior(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """Draw ``n`` parameter vectors from the prior.
-
-        Parameters
-        ----------
-        n : int
-            Number of draws.
-        rng : numpy.random.Generator
-            The only source of randomness.
-
-        Returns
-        -------
-        ndarray of shape (n, 3)
-            Parameter vectors drawn from the prior, one per row.
-        """
-        return np.column_stack([d.rvs(size=n, random_state=rng) for d in self.prior.values()])
 
     @staticmethod
     def moments(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from ._prior import IndependentPrior
 from ._sets import draw_sizes, pack_sets
 
 
@@ -63,7 +64,7 @@ def race(inputs: np.ndarray, leak: np.ndarray, inhibition: np.ndarray,
     return steps * dt, choice
 
 
-class LeakyCompetingAccumulator:
+class LeakyCompetingAccumulator(IndependentPrior):
     r"""Leaky competing accumulator model (Usher & McClelland, 2001), two alternatives.
 
     Two accumulators start at 0 and evolve, for :math:`i \ne j`, as
@@ -139,22 +140,6 @@ class LeakyCompetingAccumulator:
         """Independent uniform priors (scipy.stats), keyed by parameter name."""
         return {k: stats.uniform(lo, hi - lo) for k, (lo, hi) in self.bounds.items()}
 
-    def sample_prior(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """Draw ``n`` parameter vectors from the prior.
-
-        Parameters
-        ----------
-        n : int
-            Number of draws.
-        rng : numpy.random.Generator
-            The only source of randomness.
-
-        Returns
-        -------
-        ndarray of shape (n, 6)
-            Parameter vectors drawn from the prior, one per row.
-        """
-        return np.column_stack([d.rvs(size=n, random_state=rng) for d in self.prior.values()])
 
     def simulate(self, theta: np.ndarray, rng: np.random.Generator):
         """Trials: an array (n, n_trials, 2) or a list of (n_i, 2) arrays.

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from ._prior import IndependentPrior
 from ._sets import draw_sizes, split_sets
 
 
-class SIR:
+class SIR(IndependentPrior):
     r"""Stochastic SIR epidemic as a chain binomial (Reed--Frost type), in days.
 
     With population :math:`N`, :math:`S_0 = N - I_0`, :math:`R_0 = 0`, each day
@@ -80,22 +81,6 @@ class SIR:
         """Independent uniform priors (scipy.stats) of ``beta`` and ``rho = gamma/beta``."""
         return {k: stats.uniform(lo, hi - lo) for k, (lo, hi) in self.bounds.items()}
 
-    def sample_prior(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """Draw ``n`` parameter vectors from the prior.
-
-        Parameters
-        ----------
-        n : int
-            Number of draws.
-        rng : numpy.random.Generator
-            The only source of randomness.
-
-        Returns
-        -------
-        ndarray of shape (n, 2)
-            ``(beta, rho)`` drawn from the prior, one per row.
-        """
-        return np.column_stack([d.rvs(size=n, random_state=rng) for d in self.prior.values()])
 
     @staticmethod
     def rates(theta: np.ndarray) -> np.ndarray:
