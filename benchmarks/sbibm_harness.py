@@ -842,6 +842,11 @@ def _fmt(v, spec=".1f"):
     return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, spec)
 
 
+def _mean_of(runs: list[dict], key: str) -> float | None:
+    vals = [r[key] for r in runs if r.get("status") == "ok" and r.get(key) is not None]
+    return float(np.mean(vals)) if vals else None
+
+
 def render_table(doc: dict) -> str:
     """Markdown table: per task x budget x method, C2ST mean ± sd over seeds (each seed:
     mean over observations), the sd over observations, and costs (means over seeds)."""
@@ -878,22 +883,19 @@ def render_table(doc: dict) -> str:
             len(v) > 1 for v in obs_vals) else None
         n_scored = min(len(v) for v in obs_vals)
 
-        def mean(key, ok=ok):
-            vals = [r[key] for r in ok if r.get(key) is not None]
-            return float(np.mean(vals)) if vals else None
-
-        outside = mean("outside_prior_obs")
-        amortized = _fmt(mean("sample_amortized_wall_s"), ".2f")
+        outside = _mean_of(ok, "outside_prior_obs")
+        amortized = _fmt(_mean_of(ok, "sample_amortized_wall_s"), ".2f")
         stopped = [r["sample_amortized_stopped_after_s"] for r in ok
                    if r.get("sample_amortized_status") == "stopped"]
         if stopped:
             amortized = f"stopped > {min(stopped):.0f}"
         lines.append(
             f"| {task} | {budget:,} | {method} | {c} | {_fmt(obs_sd, '.3f')} | {n_scored} "
-            f"| {_fmt(mean('fit_wall_s'))} | {_fmt(mean('fit_cpu_s'))} "
-            f"| {_fmt(mean('epochs'), '.0f')} | {_fmt(mean('sample_obs_wall_s'), '.2f')} "
+            f"| {_fmt(_mean_of(ok, 'fit_wall_s'))} | {_fmt(_mean_of(ok, 'fit_cpu_s'))} "
+            f"| {_fmt(_mean_of(ok, 'epochs'), '.0f')} "
+            f"| {_fmt(_mean_of(ok, 'sample_obs_wall_s'), '.2f')} "
             f"| {amortized} "
-            f"| {_fmt(mean('process_peak_rss_mib'), '.0f')} "
+            f"| {_fmt(_mean_of(ok, 'process_peak_rss_mib'), '.0f')} "
             f"| {'–' if outside is None else f'{100 * outside:.2f} %'} |")
     skipped = {k: v["reason"] for k, v in doc.get("tasks", {}).items() if not v["available"]}
     if skipped:
@@ -955,11 +957,6 @@ def merge(docs: list[dict]) -> dict:
     meta["run_id"] = " + ".join(d["meta"]["run_id"] for d in docs)
     tasks = {k: v for d in docs for k, v in d.get("tasks", {}).items()}
     return {"meta": meta, "tasks": tasks, "runs": [r for d in docs for r in d["runs"]]}
-
-
-def _mean_of(runs: list[dict], key: str) -> float | None:
-    vals = [r[key] for r in runs if r.get("status") == "ok" and r.get(key) is not None]
-    return float(np.mean(vals)) if vals else None
 
 
 def render_targets(doc: dict, budget: int = 10_000, sampling_budget: int = 1_000,
