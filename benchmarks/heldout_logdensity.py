@@ -1,0 +1,66 @@
+"""Held-out log density of skcinn on an SBI benchmark task: the quick measure behind the
+settings compared in ``benchmarks/README.md`` ("Changes made", "Measured and not kept").
+
+The training pairs are the peer harness's own (same seed, budget and task, so the same
+pairs sbi and BayesFlow get); the score is the mean ``log_posterior`` of 4,000 fresh
+pairs from the prior (each clipped at -50 nats), in the original parameter space, so it
+compares across settings and support maps. Higher is better; the gap to the best
+achievable value is the mean KL divergence from the true posterior.
+
+    python benchmarks/heldout_logdensity.py two_moons 10000
+    python benchmarks/heldout_logdensity.py slcp 10000 --options '{"coupling": "spline"}'
+    python benchmarks/heldout_logdensity.py two_moons 1000 --bounded   # prior box as bounds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sbibm_harness import TASKS, task_seed  # noqa: E402
+
+from skcinn import CINNPosteriorEstimator  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("task", choices=["two_moons", "slcp", "gaussian_linear"])
+    parser.add_argument("budget", type=int)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--options", default="{}", help="estimator arguments as JSON")
+    parser.add_argument("--bounded", action="store_true",
+                        help="pass the uniform prior's box as parameter_bounds")
+    args = parser.parse_args()
+    task = TASKS[args.task]()
+    rng = np.random.default_rng([args.seed, args.budget, task_seed(task.name)])
+    theta = task.sample_prior(args.budget, rng)
+    x = task.simulate(theta, rng)
+    options = {k: tuple(v) if isinstance(v, list) else v
+               for k, v in json.loads(args.options).items()}
+    if args.bounded:
+        box = task.prior_arrays()
+        options["parameter_bounds"] = list(zip(box["prior_low"], box["prior_high"],
+                                               strict=True))
+    est = CINNPosteriorEstimator(random_state=0, **options)
+    start = time.perf_counter()
+    est.fit(x, theta)
+    fit_s = time.perf_counter() - start
+    test_rng = np.random.default_rng(123)
+    theta_test = task.sample_prior(4000, test_rng)
+    log_density = est.log_posterior(task.simulate(theta_test, test_rng), theta_test)
+    print(json.dumps({
+        "task": args.task, "budget": args.budget, "options": args.options,
+        "bounded": args.bounded, "fit_s": round(fit_s, 1), "epochs": est.n_iter_,
+        "stop_reason": est.stop_reason_,
+        "heldout_log_density": round(float(np.mean(np.maximum(log_density, -50))), 3),
+    }))
+
+
+if __name__ == "__main__":
+    main()
