@@ -72,21 +72,31 @@ class DeepSet(nn.Module):
         self.rho = MLP(hidden[-1] + n_moments + 1, summary_dim, hidden)
         self.out_features = summary_dim + 1
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Summarise ``x`` of shape (batch, n_obs, features) with a (batch, n_obs) mask."""
+    def _members(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-member features: the embedding phi(x), then the raw moments."""
         h = [self.phi(x)]
         if self.moments >= 1:
             h.append(x)
         if self.pairs is not None:
             h.append(x[..., self.pairs[0]] * x[..., self.pairs[1]])
-        h = torch.cat(h, dim=-1)
+        return torch.cat(h, dim=-1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Summarise ``x`` of shape (batch, n_obs, features) with a (batch, n_obs) mask.
+
+        With a mask only the real members are embedded: they are gathered into one
+        (n_real, features) block and their embeddings summed per set, so padding costs
+        nothing in phi, whose pass over every member is most of a DeepSet's work.
+        """
         if mask is None:
-            pooled = h.mean(dim=1)
-            n = h.new_full((h.shape[0], 1), float(h.shape[1]))
+            pooled = self._members(x).mean(dim=1)
+            n = x.new_full((x.shape[0], 1), float(x.shape[1]))
         else:
-            m = mask.to(h.dtype).unsqueeze(-1)
-            n = m.sum(dim=1)
-            pooled = (h * m).sum(dim=1) / n.clamp(min=1.0)
+            h = self._members(x[mask])
+            owner = mask.nonzero()[:, 0]
+            pooled = h.new_zeros(x.shape[0], h.shape[1]).index_add_(0, owner, h)
+            n = mask.sum(dim=1, keepdim=True).to(h.dtype)
+            pooled = pooled / n.clamp(min=1.0)
         log_n = torch.log(n.clamp(min=1.0))
         return torch.cat([self.rho(torch.cat([pooled, log_n], dim=-1)), log_n], dim=-1)
 
