@@ -145,7 +145,8 @@ def _encode_params(params: dict) -> dict:
             raise TypeError(
                 f"Parameter {name}={value!r} is a {type(value).__module__}."
                 f"{type(value).__qualname__}, which skcinn.save cannot store; expected plain "
-                "data (None, bool, int, float, str, or lists, tuples and dicts of them). "
+                "data (None, bool, int, float, str, or lists, tuples and dicts of them; numeric "
+                "numpy arrays are stored as lists). "
                 "Estimators with such parameters (a custom summary network is code, not "
                 "data) need pickle or joblib, whose files must come from a trusted source."
             ) from None
@@ -155,6 +156,8 @@ def _encode_params(params: dict) -> dict:
 def _plain_param(value: Any) -> Any:
     if isinstance(value, np.generic):
         value = value.item()
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+        value = value.tolist()  # e.g. parameter_bounds as an array: stored as lists
     if isinstance(value, os.PathLike):  # e.g. checkpoint_path: stored as its string
         value = os.fsdecode(os.fspath(value))
     if type(value) in _PLAIN_TYPES:
