@@ -60,10 +60,16 @@ def check_inside_support(theta: np.ndarray, lower, upper, names) -> None:
 class TrainingMixin:
     """Training machinery of the estimator (see :class:`~skcinn.CINNPosteriorEstimator`)."""
 
+    def _fitted_support(self) -> tuple[np.ndarray, np.ndarray]:
+        """The parameters' support fixed by the first fit: (lower, upper)."""
+        if hasattr(self, "_support"):
+            return self._support
+        t = self._theta_transform  # estimators saved before ``support`` existed
+        return t.lower.numpy(), t.upper.numpy()
+
     def _check_support(self, theta: np.ndarray) -> None:
         """Continued training: the new pairs must lie inside the fitted support."""
-        t = self._theta_transform
-        check_inside_support(theta, t.lower.numpy(), t.upper.numpy(), self.parameter_names_)
+        check_inside_support(theta, *self._fitted_support(), self.parameter_names_)
 
     def _narrowed_support(self, lower, upper) -> tuple[np.ndarray, np.ndarray]:
         """The prior's support (unbounded for given pairs) narrowed by ``parameter_bounds``."""
@@ -251,7 +257,13 @@ class TrainingMixin:
         self.coupling_ = "spline" if n_params == 1 else self.coupling
         self.device_ = tu.resolve_device(self.device)
         self._fit_data_moments(data)
-        self._theta_transform = fit_parameter_transform(theta, lower, upper)
+        self._support = (lower, upper)
+        self.support_ = self.support
+        if self.support == "reject":  # the flow sees theta itself, only standardised
+            unbounded = np.full(n_params, np.inf)
+            self._theta_transform = fit_parameter_transform(theta, -unbounded, unbounded)
+        else:
+            self._theta_transform = fit_parameter_transform(theta, lower, upper)
         self._network_config = {
             "n_params": n_params, "n_features": data.n_features,
             "summary": summary, "summary_out": None, "summary_dim": self.summary_dim,

@@ -29,6 +29,14 @@ from .transforms import (
 # cache are twice as fast as large ones (benchmarks/README.md); a GPU wants large ones.
 _DRAWS_PER_CHUNK = {"cpu": 2**12, "cuda": 2**20}
 
+# support="reject": give up on a data set once this many draws left fewer than this
+# fraction inside the support; a round draws at most this many times n_samples.
+MIN_TRIES_BEFORE_GIVING_UP = 10_000
+MIN_ACCEPTANCE = 1e-3
+MAX_ROUND_FACTOR = 8
+# support="reject": base draws behind each data set's acceptance rate in log_posterior
+ACCEPTANCE_DRAWS = 1024
+
 
 class CINNPosteriorEstimator(
     RegressorMixin, TrainingMixin, InputValidationMixin, BaseEstimator
@@ -124,6 +132,18 @@ class CINNPosteriorEstimator(
         unconstrained space (probit or log) before the network sees them, so every draw
         lies inside the bounds and densities vanish outside; training parameters must
         lie strictly inside.
+    support : {"transform", "reject"}, default="transform"
+        How draws are kept inside the parameters' support (the prior's, narrowed by
+        ``parameter_bounds``). ``"transform"`` maps bounded parameters to an
+        unconstrained space (see ``parameter_bounds``): exact densities, no draw ever
+        rejected. ``"reject"`` trains the flow on the parameters as they are (only
+        standardised), discards draws that fall outside and draws again, as sbi does;
+        ``log_posterior`` is then renormalised by each data set's acceptance rate,
+        estimated from 1,024 draws. The map of a box bends posteriors that have the same
+        shape everywhere (two moons: held-out log density 0.99 with the map, 2.37
+        without, at 1,000 pairs); rejection keeps them as they are, at the cost of the
+        rejected draws. Sampling raises a RuntimeError for a data set whose acceptance
+        stays below 0.1 %.
 
     Attributes
     ----------
@@ -131,6 +151,8 @@ class CINNPosteriorEstimator(
         Number of parameters.
     parameter_names_ : ndarray of str
         Names from a DataFrame ``y`` or a dict prior; ``theta_0, ...`` otherwise.
+    support_ : str
+        The ``support`` handling fixed by the first fit (continued fits keep it).
     n_features_in_ : int
         Features per observation (flat ``X``: columns).
     feature_names_in_ : ndarray of str
@@ -216,6 +238,7 @@ class CINNPosteriorEstimator(
         "max_time": [Interval(Real, 0, None, closed="neither"), None],
         "checkpoint_path": [str, os.PathLike, None],
         "parameter_bounds": [dict, "array-like", None],
+        "support": [StrOptions({"transform", "reject"})],
     }
 
     def __init__(
@@ -246,6 +269,7 @@ class CINNPosteriorEstimator(
         max_time: float | None = None,
         checkpoint_path: str | os.PathLike | None = None,
         parameter_bounds=None,
+        support: str = "transform",
     ) -> None:
         self.n_coupling_blocks = n_coupling_blocks
         self.coupling = coupling
@@ -272,6 +296,7 @@ class CINNPosteriorEstimator(
         self.max_time = max_time
         self.checkpoint_path = checkpoint_path
         self.parameter_bounds = parameter_bounds
+        self.support = support
 
     # ---------------------------------------------------------------------- training
 
@@ -367,24 +392,79 @@ class CINNPosteriorEstimator(
             out.append(self.network_.condition(*chunk))
         return torch.cat(out)
 
-    def _draw(self, data: DataSets, n_samples: int, latent) -> np.ndarray:
+    def _draw(self, data: DataSets, n_samples: int, latent, round_size=None) -> np.ndarray:
         """Posterior draws (n_datasets, n_samples, n_params) in the original space.
 
-        ``latent(n_sets)`` returns standard normal draws (n_sets, n_samples, n_params).
+        ``latent(n_sets, n_draws, round)`` returns standard normal draws (n_sets,
+        n_draws, n_params); round 0 asks for ``n_samples`` per data set. With
+        ``support_="reject"``, later rounds redraw for the data sets still short of
+        ``n_samples`` draws inside the support: ``round_size`` draws each (``None``:
+        as many as the worst acceptance so far suggests).
         """
-        out = np.empty((len(data), n_samples, self.n_params_))
-        chunk = _DRAWS_PER_CHUNK.get(self.device_.type, 2**16)
-        per_chunk = max(1, chunk // n_samples)
         with tu.torch_threads(self.device_), torch.inference_mode():
             self.network_.eval()
             cond = self._conditions(data)
-            for start in range(0, len(data), per_chunk):
-                c = cond[start : start + per_chunk]
-                z = latent(len(c))
-                for s in range(0, n_samples, chunk):
-                    u, _ = self.network_.sample(z[:, s : s + chunk].to(self.device_), c)
-                    theta = self._theta_transform.inverse(u.to("cpu", torch.float64))
-                    out[start : start + len(c), s : s + chunk] = theta.numpy()
+            draws = self._flow_draws(cond, n_samples, lambda n: latent(n, n_samples, 0))
+            if getattr(self, "support_", "transform") != "reject":
+                return draws
+            return self._reject_outside(cond, draws, latent, round_size)
+
+    def _flow_draws(self, cond: torch.Tensor, n_samples: int, latent) -> np.ndarray:
+        """Draws for conditions ``cond``; ``latent(n_sets)`` gives their base draws."""
+        out = np.empty((len(cond), n_samples, self.n_params_))
+        chunk = _DRAWS_PER_CHUNK.get(self.device_.type, 2**16)
+        per_chunk = max(1, chunk // n_samples)
+        for start in range(0, len(cond), per_chunk):
+            c = cond[start : start + per_chunk]
+            z = latent(len(c))
+            for s in range(0, n_samples, chunk):
+                u, _ = self.network_.sample(z[:, s : s + chunk].to(self.device_), c)
+                theta = self._theta_transform.inverse(u.to("cpu", torch.float64))
+                out[start : start + len(c), s : s + chunk] = theta.numpy()
+        return out
+
+    def _inside(self, theta: np.ndarray) -> np.ndarray:
+        """Which parameter vectors (last axis) lie inside the fitted open support."""
+        lower, upper = self._fitted_support()
+        return np.all((theta > lower) & (theta < upper), axis=-1)
+
+    def _reject_outside(self, cond, draws, latent, round_size) -> np.ndarray:
+        """Rejection sampling: keep the draws inside the support, draw again for the rest."""
+        n_sets, n_samples, _ = draws.shape
+        inside = self._inside(draws)
+        # the accepted draws of each data set first, in their order
+        order = np.argsort(~inside, axis=1, kind="stable")
+        out = np.take_along_axis(draws, order[..., None], axis=1)
+        filled = inside.sum(axis=1)
+        tried = np.full(n_sets, n_samples)
+        round_ = 0
+        while (filled < n_samples).any():
+            todo = np.flatnonzero(filled < n_samples)
+            rate = filled[todo] / tried[todo]
+            hopeless = (tried[todo] >= MIN_TRIES_BEFORE_GIVING_UP) & (rate < MIN_ACCEPTANCE)
+            if hopeless.any():
+                i = todo[np.argmax(hopeless)]
+                raise RuntimeError(
+                    f"Data set {i}: only {filled[i]} of {tried[i]} posterior draws fell "
+                    f"inside the parameters' support (below {MIN_ACCEPTANCE:.1%}); the "
+                    "posterior puts its mass outside the prior (data unlike the "
+                    "simulations?) or the network has not learned the bounds. "
+                    "support='transform' keeps every draw inside by construction."
+                )
+            round_ += 1
+            need = n_samples - filled[todo]
+            size = round_size or int(min(
+                MAX_ROUND_FACTOR * n_samples,
+                max(16, np.ceil(1.2 * np.max(need / np.maximum(rate, MIN_ACCEPTANCE)))),
+            ))
+            new = self._flow_draws(cond[torch.as_tensor(todo)], size,
+                                   lambda n, s=size, r=round_: latent(n, s, r))
+            ok = self._inside(new)
+            for j, i in enumerate(todo):
+                kept = new[j, ok[j]][: need[j]]
+                out[i, filled[i] : filled[i] + len(kept)] = kept
+                filled[i] += len(kept)
+            tried[todo] += size
         return out
 
     def summarize(self, X) -> np.ndarray:
@@ -437,8 +517,8 @@ class CINNPosteriorEstimator(
         data = self._validate_X(X, reset=False)
         gen = tu.generator(tu.seed_from(check_random_state(random_state)))
 
-        def latent(n_sets):
-            return torch.randn(n_sets, n_samples, self.n_params_, generator=gen)
+        def latent(n_sets, n_draws, round_):
+            return torch.randn(n_sets, n_draws, self.n_params_, generator=gen)
 
         draws = self._draw(data, n_samples, latent)
         return draws_to_frame(draws, self.parameter_names_) if as_frame else draws
@@ -494,12 +574,32 @@ class CINNPosteriorEstimator(
         """
         check_is_fitted(self)
         data = self._validate_X(X, reset=False)
-        z = self._predict_z
-        draws = self._draw(data, len(z), lambda n: z.expand(n, *z.shape))
+        draws = self._draw(data, len(self._predict_z), self._fixed_latent,
+                           round_size=len(self._predict_z))
         mean, std = draws.mean(axis=1), draws.std(axis=1)
         if self._theta_1d:
             mean, std = mean[:, 0], std[:, 0]
         return (mean, std) if return_std else mean
+
+    def _fixed_latent(self, n_sets: int, n_draws: int, round_: int) -> torch.Tensor:
+        """Base draws shared by all data sets, fixed per round: a data set's result
+        then does not depend on which others are passed. Round 0 is antithetic."""
+        if round_ == 0 and n_draws == len(self._predict_z):
+            z = self._predict_z
+        else:
+            gen = tu.generator(round_)
+            z = torch.randn(n_draws, self.n_params_, generator=gen)
+        return z.expand(n_sets, *z.shape)
+
+    def _log_acceptance(self, data: DataSets) -> np.ndarray:
+        """log P(draw inside the support | X) per data set (``support_="reject"``)."""
+        with tu.torch_threads(self.device_), torch.inference_mode():
+            self.network_.eval()
+            cond = self._conditions(data)
+            draws = self._flow_draws(cond, ACCEPTANCE_DRAWS,
+                                     lambda n: self._fixed_latent(n, ACCEPTANCE_DRAWS, 1))
+        accepted = self._inside(draws).sum(axis=1)
+        return np.log(np.maximum(accepted, 1) / ACCEPTANCE_DRAWS)
 
     def log_posterior(self, X, y) -> np.ndarray:
         """Log posterior density log q(theta_i | X_i) of each pair (original space).
@@ -514,7 +614,9 @@ class CINNPosteriorEstimator(
         Returns
         -------
         ndarray of shape (n_datasets,)
-            The log density of ``y[i]`` under the posterior of data set ``i``.
+            The log density of ``y[i]`` under the posterior of data set ``i``; with
+            ``support="reject"`` the density of the flow truncated to the support,
+            divided by its estimated mass inside.
         """
         check_is_fitted(self)
         data = self._validate_X(X, reset=False)
@@ -527,7 +629,10 @@ class CINNPosteriorEstimator(
                 self.network_.log_prob(*[t[s : s + 4096].to(self.device_) for t in tensors])
                 for s in range(0, len(theta), 4096)
             ]
-        return tu.to_numpy(torch.cat(logq)) + ladj.numpy()
+        out = tu.to_numpy(torch.cat(logq)) + ladj.numpy()
+        if getattr(self, "support_", "transform") == "reject":
+            out = np.where(self._inside(theta), out - self._log_acceptance(data), -np.inf)
+        return out
 
     def check_calibration(
         self, X, y, *, n_datasets: int = 200, n_samples: int = 500, random_state=None
