@@ -944,8 +944,9 @@ def plot(doc: dict, path: Path) -> Path | None:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)
     fig.tight_layout(rect=(0, 0, 1, 0.88))
-    fig.legend(handles.values(), handles.keys(), loc="upper center", ncol=len(handles),
-               fontsize=8, frameon=False)
+    if handles:  # none before any C2ST is scored
+        fig.legend(handles.values(), handles.keys(), loc="upper center", ncol=len(handles),
+                   fontsize=8, frameon=False)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
