@@ -800,14 +800,16 @@ def _line(entry: dict) -> str:
 
 
 def score(results_path: Path, c2st_jobs: int = 1, c2st_observations: int | None = None,
-          tasks=None, log=print) -> Path:
+          tasks=None, budgets=None, methods_=None, log=print) -> Path:
     """Fill in C2ST values not yet computed, from the draws kept in the work directory
-    (of the named ``tasks`` only, if given)."""
+    (of the named ``tasks``, ``budgets`` and ``methods_`` only, where given)."""
     results_path = Path(results_path)
     doc = json.loads(results_path.read_text())
     refs = {}
     for entry in doc["runs"]:
-        if entry.get("status") != "ok" or (tasks and entry["task"] not in tasks):
+        if (entry.get("status") != "ok" or (tasks and entry["task"] not in tasks)
+                or (budgets and entry["budget"] not in budgets)
+                or (methods_ and entry["method"] not in methods_)):
             continue
         values = entry.get("c2st") or []
         k = len(values) if c2st_observations is None else min(c2st_observations, len(values))
@@ -1066,6 +1068,9 @@ def main(argv=None) -> None:
     s.add_argument("--c2st-jobs", type=int, default=1)
     s.add_argument("--c2st-observations", type=int, default=None)
     s.add_argument("--tasks", nargs="+", default=None, help="score only these tasks")
+    s.add_argument("--budgets", nargs="+", type=int, default=None,
+                   help="score only these budgets")
+    s.add_argument("--methods", nargs="+", default=None, help="score only these methods")
     r = sub.add_parser("report", help="re-render table and figure")
     r.add_argument("results", type=Path)
     c = sub.add_parser("summary", help="several runs in one table of the targets, the "
@@ -1102,7 +1107,8 @@ def main(argv=None) -> None:
                              note=args.note)
         print(f"results: {path}\n\n" + render_table(json.loads(path.read_text())))
     elif args.cmd == "score":
-        path = score(args.results, args.c2st_jobs, args.c2st_observations, args.tasks)
+        path = score(args.results, args.c2st_jobs, args.c2st_observations, args.tasks,
+                     args.budgets, args.methods)
         print(render_table(json.loads(path.read_text())))
     elif args.cmd == "summary":
         doc = merge([json.loads(Path(p).read_text()) for p in args.results])
