@@ -452,19 +452,21 @@ class CINNPosteriorEstimator(
                     "support='transform' keeps every draw inside by construction."
                 )
             round_ += 1
-            need = n_samples - filled[todo]
-            size = round_size or int(min(
-                MAX_ROUND_FACTOR * n_samples,
-                max(16, np.ceil(1.2 * np.max(need / np.maximum(rate, MIN_ACCEPTANCE)))),
-            ))
-            new = self._flow_draws(cond[torch.as_tensor(todo)], size,
-                                   lambda n, s=size, r=round_: latent(n, s, r))
-            ok = self._inside(new)
-            for j, i in enumerate(todo):
-                kept = new[j, ok[j]][: need[j]]
-                out[i, filled[i] : filled[i] + len(kept)] = kept
-                filled[i] += len(kept)
-            tried[todo] += size
+            if round_size:
+                sizes = np.full(len(todo), round_size)
+            else:  # what each data set's acceptance so far asks for, in powers of two
+                want = 1.2 * (n_samples - filled[todo]) / np.maximum(rate, MIN_ACCEPTANCE)
+                sizes = 2 ** np.ceil(np.log2(np.clip(want, 16, MAX_ROUND_FACTOR * n_samples)))
+            for size in np.unique(sizes).astype(int):
+                group = todo[sizes == size]
+                new = self._flow_draws(cond[torch.as_tensor(group)], size,
+                                       lambda n, s=size, r=round_: latent(n, s, r))
+                ok = self._inside(new)
+                for j, i in enumerate(group):
+                    kept = new[j, ok[j]][: n_samples - filled[i]]
+                    out[i, filled[i] : filled[i] + len(kept)] = kept
+                    filled[i] += len(kept)
+                tried[group] += size
         return out
 
     def summarize(self, X) -> np.ndarray:
