@@ -289,7 +289,8 @@ def test_file_holds_only_plain_data_and_cpu_tensors(flat_case):
     assert "device_" not in payload["state"]
     assert not set(payload["state"]) & set(payload["params"])
     assert {tuple(r["path"]) for r in payload["numpy"]} == {
-        ("_x_mean",), ("_x_std",), ("parameter_names_",), ("failed_parameters_",)}
+        ("_x_mean",), ("_x_std",), ("parameter_names_",), ("failed_parameters_",),
+        ("_support", 0), ("_support", 1)}
     assert payload["state"]["parameter_names_"] == ["theta_0", "theta_1"]
     assert payload["state"]["_x_mean"].dtype == torch.float64
     for where, leaf in _walk(payload):
