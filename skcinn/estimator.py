@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from numbers import Integral, Real
 
 import numpy as np
@@ -383,6 +385,18 @@ class CINNPosteriorEstimator(
 
     # --------------------------------------------------------------------- inference
 
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        """No-grad evaluation on the fitted device with its thread setting."""
+        with tu.torch_threads(self.device_), torch.inference_mode():
+            self.network_.eval()
+            yield
+
+    @property
+    def _rejects(self) -> bool:
+        """Whether draws outside the support are rejected (``support_="reject"``)."""
+        return getattr(self, "support_", "transform") == "reject"
+
     def _conditions(self, data: DataSets) -> torch.Tensor:
         """The summary (condition) of every data set, computed once, in chunks."""
         tensors = self._tensors(data)
@@ -399,13 +413,12 @@ class CINNPosteriorEstimator(
         n_draws, n_params); round 0 asks for ``n_samples`` per data set. With
         ``support_="reject"``, later rounds redraw for the data sets still short of
         ``n_samples`` draws inside the support: ``round_size`` draws each (``None``:
-        as many as the worst acceptance so far suggests).
+        as many as each data set's acceptance so far suggests).
         """
-        with tu.torch_threads(self.device_), torch.inference_mode():
-            self.network_.eval()
+        with self._inference():
             cond = self._conditions(data)
             draws = self._flow_draws(cond, n_samples, lambda n: latent(n, n_samples, 0))
-            if getattr(self, "support_", "transform") != "reject":
+            if not self._rejects:
                 return draws
             return self._reject_outside(cond, draws, latent, round_size)
 
@@ -487,8 +500,7 @@ class CINNPosteriorEstimator(
         """
         check_is_fitted(self)
         data = self._validate_X(X, reset=False)
-        with tu.torch_threads(self.device_), torch.inference_mode():
-            self.network_.eval()
+        with self._inference():
             return tu.to_numpy(self._conditions(data))
 
     def sample_posterior(
@@ -593,13 +605,10 @@ class CINNPosteriorEstimator(
             z = torch.randn(n_draws, self.n_params_, generator=gen)
         return z.expand(n_sets, *z.shape)
 
-    def _log_acceptance(self, data: DataSets) -> np.ndarray:
-        """log P(draw inside the support | X) per data set (``support_="reject"``)."""
-        with tu.torch_threads(self.device_), torch.inference_mode():
-            self.network_.eval()
-            cond = self._conditions(data)
-            draws = self._flow_draws(cond, ACCEPTANCE_DRAWS,
-                                     lambda n: self._fixed_latent(n, ACCEPTANCE_DRAWS, 1))
+    def _log_acceptance(self, cond: torch.Tensor) -> np.ndarray:
+        """log P(draw inside the support | X) per condition (``support_="reject"``)."""
+        draws = self._flow_draws(cond, ACCEPTANCE_DRAWS,
+                                 lambda n: self._fixed_latent(n, ACCEPTANCE_DRAWS, 1))
         accepted = self._inside(draws).sum(axis=1)
         return np.log(np.maximum(accepted, 1) / ACCEPTANCE_DRAWS)
 
@@ -624,16 +633,17 @@ class CINNPosteriorEstimator(
         data = self._validate_X(X, reset=False)
         theta, _ = self._validate_theta(y, len(data), reset=False)
         u, ladj = self._theta_transform(torch.tensor(theta))
-        tensors = (u.float(), *self._tensors(data))
-        with tu.torch_threads(self.device_), torch.inference_mode():
-            self.network_.eval()
-            logq = [
-                self.network_.log_prob(*[t[s : s + 4096].to(self.device_) for t in tensors])
+        u = u.float()
+        with self._inference():
+            cond = self._conditions(data)  # once: the acceptance below reuses it
+            logq = torch.cat([
+                self.network_.flow.log_prob(u[s : s + 4096].to(self.device_),
+                                            cond[s : s + 4096])
                 for s in range(0, len(theta), 4096)
-            ]
-        out = tu.to_numpy(torch.cat(logq)) + ladj.numpy()
-        if getattr(self, "support_", "transform") == "reject":
-            out = np.where(self._inside(theta), out - self._log_acceptance(data), -np.inf)
+            ])
+            out = tu.to_numpy(logq) + ladj.numpy()
+            if self._rejects:
+                out = np.where(self._inside(theta), out - self._log_acceptance(cond), -np.inf)
         return out
 
     def check_calibration(

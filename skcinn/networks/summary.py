@@ -92,8 +92,8 @@ class DeepSet(nn.Module):
             pooled = self._members(x).mean(dim=1)
             n = x.new_full((x.shape[0], 1), float(x.shape[1]))
         else:
-            h = self._members(x[mask])
-            owner = mask.nonzero()[:, 0]
+            owner, member = mask.nonzero(as_tuple=True)
+            h = self._members(x[owner, member])
             pooled = h.new_zeros(x.shape[0], h.shape[1]).index_add_(0, owner, h)
             n = mask.sum(dim=1, keepdim=True).to(h.dtype)
             pooled = pooled / n.clamp(min=1.0)
