@@ -10,6 +10,7 @@ achievable value is the mean KL divergence from the true posterior.
     python benchmarks/heldout_logdensity.py two_moons 10000
     python benchmarks/heldout_logdensity.py slcp 10000 --options '{"coupling": "spline"}'
     python benchmarks/heldout_logdensity.py two_moons 1000 --bounded   # prior box as bounds
+    python benchmarks/heldout_logdensity.py slcp 10000 --variant lu    # flow_variants.py
 
 It also reports the fit's CPU seconds, and with ``--draws`` the CPU seconds of 1,000
 draws for each of the harness's 1,000 amortisation data sets (the figures behind the
@@ -44,9 +45,14 @@ def main() -> None:
     parser.add_argument("--options", default="{}", help="estimator arguments as JSON")
     parser.add_argument("--bounded", action="store_true",
                         help="pass the uniform prior's box as parameter_bounds")
+    parser.add_argument("--variant", help="a network variant of flow_variants.py, e.g. lu")
     parser.add_argument("--draws", action="store_true",
                         help="time 1,000 x 1,000 draws on the harness's amortisation sets")
     args = parser.parse_args()
+    if args.variant:
+        import flow_variants
+
+        flow_variants.apply(args.variant)
     task = TASKS[args.task]()
     rng = np.random.default_rng([args.seed, args.budget, task_seed(task.name)])
     theta = task.sample_prior(args.budget, rng)
@@ -75,6 +81,7 @@ def main() -> None:
     log_density = est.log_posterior(task.simulate(theta_test, test_rng), theta_test)
     print(json.dumps({
         "task": args.task, "budget": args.budget, "options": args.options,
+        "variant": args.variant,
         "bounded": args.bounded, "fit_s": round(fit_s, 1), "fit_cpu_s": round(fit_cpu_s, 1),
         "draws_1000x1000_cpu_s": draws_cpu_s, "epochs": est.n_iter_,
         "stop_reason": est.stop_reason_,

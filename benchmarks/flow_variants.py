@@ -1,0 +1,119 @@
+"""Flow variants measured against the defaults and not adopted (benchmarks/README.md).
+
+Each variant patches the package's network or optimiser for one measurement:
+
+    python benchmarks/heldout_logdensity.py slcp 10000 --variant rotation
+    python benchmarks/heldout_logdensity.py gaussian_linear 10000 --variant lu \
+        --options '{"coupling": "spline"}'
+
+- ``rotation``: a fixed random rotation between blocks instead of the permutation.
+- ``lu``: a learned LU-factorised linear layer (identity at the start) after each
+  permutation, as sbi's neural spline flow has.
+- ``locscale``: an elementwise location-scale map of θ computed from the condition
+  alone, before the coupling blocks.
+- ``weight_decay=<value>``: AdamW with that decoupled weight decay instead of Adam.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from skcinn import training
+from skcinn.networks import coupling
+from skcinn.networks.mlp import ConditionalMLP
+
+
+class Rotation(nn.Module):
+    """A fixed random orthogonal map of the features (log|det J| = 0)."""
+
+    def __init__(self, features: int, generator: torch.Generator) -> None:
+        super().__init__()
+        q, r = torch.linalg.qr(torch.randn(features, features, generator=generator))
+        self.register_buffer("weight", q * torch.sign(torch.diagonal(r)))
+
+    def forward(self, u, c=None):
+        return u @ self.weight.T, u.new_zeros(u.shape[:-1])
+
+    def inverse(self, v, c=None):
+        return v @ self.weight, v.new_zeros(v.shape[:-1])
+
+
+class LULinear(nn.Module):
+    """``u -> L U u + b`` with unit-lower ``L`` and upper ``U`` (diagonal exp(s))."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.lower = nn.Parameter(torch.zeros(features, features))
+        self.upper = nn.Parameter(torch.zeros(features, features))
+        self.log_diag = nn.Parameter(torch.zeros(features))
+        self.bias = nn.Parameter(torch.zeros(features))
+        self.register_buffer("strict", torch.tril(torch.ones(features, features), -1))
+
+    def _weight(self) -> torch.Tensor:
+        eye = torch.eye(len(self.bias), device=self.bias.device)
+        upper = self.upper * self.strict.T + torch.diag(torch.exp(self.log_diag))
+        return (self.lower * self.strict + eye) @ upper
+
+    def forward(self, u, c=None):
+        return u @ self._weight().T + self.bias, self.log_diag.sum().expand(u.shape[:-1])
+
+    def inverse(self, v, c=None):
+        w_inv = torch.linalg.inv(self._weight())
+        return (v - self.bias) @ w_inv.T, (-self.log_diag.sum()).expand(v.shape[:-1])
+
+
+class LocationScale(nn.Module):
+    """``theta -> (theta - t(c)) exp(-s(c))`` with ``s`` soft-clamped like the couplings."""
+
+    def __init__(self, features: int, context: int, hidden) -> None:
+        super().__init__()
+        self.net = ConditionalMLP(0, context, 2 * features, hidden)
+        self.clamp = 1.9
+
+    def _scale_shift(self, c, like):
+        p = self.net(like[..., :0], c).unflatten(-1, (-1, 2))
+        return (2 * self.clamp / math.pi) * torch.atan(p[..., 0] / self.clamp), p[..., 1]
+
+    def forward(self, u, c=None):
+        s, t = self._scale_shift(c, u)
+        return (u - t) * torch.exp(-s), -s.sum(-1).expand(u.shape[:-1])
+
+    def inverse(self, v, c=None):
+        s, t = self._scale_shift(c, v)
+        return v * torch.exp(s) + t, s.sum(-1).expand(v.shape[:-1])
+
+
+def _rebuild(insert) -> None:
+    """Wrap ``InvertibleNetwork.__init__`` so that ``insert(net, features, context,
+    hidden)`` may rewrite the chain of layers after it is built."""
+    build = coupling.InvertibleNetwork.__init__
+
+    def init(self, features, context, n_blocks=6, coupling="affine", hidden=(128, 128),
+             seed=0, bins=8):
+        build(self, features, context, n_blocks, coupling, hidden, seed, bins)
+        self.layers = nn.ModuleList(insert(list(self.layers), features, context, hidden))
+
+    coupling.InvertibleNetwork.__init__ = init
+
+
+def apply(variant: str) -> None:
+    """Patch the package for ``variant`` (see the module docstring)."""
+    if variant == "rotation":
+        coupling.Permutation = Rotation
+    elif variant == "lu":
+        _rebuild(lambda layers, d, c, h: [
+            m for layer in layers
+            for m in ((layer, LULinear(d)) if isinstance(layer, coupling.Permutation)
+                      else (layer,))])
+    elif variant == "locscale":
+        _rebuild(lambda layers, d, c, h: ([LocationScale(d, c, tuple(h))] if c else [])
+                 + layers)
+    elif variant.startswith("weight_decay="):
+        decay = float(variant.split("=", 1)[1])
+        training.make_optimizer = lambda model, lr: torch.optim.AdamW(
+            model.parameters(), lr=lr, weight_decay=decay)
+    else:
+        raise ValueError(f"unknown variant {variant!r}")
