@@ -11,6 +11,8 @@ Each variant patches the package's network or optimiser for one measurement:
   permutation, as sbi's neural spline flow has.
 - ``locscale``: an elementwise location-scale map of θ computed from the condition
   alone, before the coupling blocks.
+- ``spline_first`` / ``spline_last``: the block nearest θ / nearest the latent uses
+  spline coupling, the others affine.
 - ``weight_decay=<value>``: AdamW with that decoupled weight decay instead of Adam.
 """
 
@@ -111,6 +113,15 @@ def apply(variant: str) -> None:
     elif variant == "locscale":
         _rebuild(lambda layers, d, c, h: ([LocationScale(d, c, tuple(h))] if c else [])
                  + layers)
+    elif variant in ("spline_first", "spline_last"):
+        def swap(layers, d, c, h):
+            blocks = [i for i, m in enumerate(layers) if isinstance(m, coupling.CouplingBlock)]
+            i = blocks[0] if variant == "spline_first" else blocks[-1]
+            layers[i] = coupling.CouplingBlock(
+                d, c, coupling.SplineTransform(), coupling.mlp_subnet(tuple(h)))
+            return layers
+
+        _rebuild(swap)
     elif variant.startswith("weight_decay="):
         decay = float(variant.split("=", 1)[1])
         training.make_optimizer = lambda model, lr: torch.optim.AdamW(
