@@ -18,8 +18,6 @@ Each variant patches the package's network or optimiser for one measurement:
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -68,24 +66,22 @@ class LULinear(nn.Module):
 
 
 class LocationScale(nn.Module):
-    """``theta -> (theta - t(c)) exp(-s(c))`` with ``s`` soft-clamped like the couplings."""
+    """``theta -> (theta - t(c)) exp(-s(c))``: the couplings' affine map (its inverse),
+    with parameters from the condition alone."""
 
     def __init__(self, features: int, context: int, hidden) -> None:
         super().__init__()
         self.net = ConditionalMLP(0, context, 2 * features, hidden)
-        self.clamp = 1.9
+        self.transform = coupling.AffineTransform()
 
-    def _scale_shift(self, c, like):
-        p = self.net(like[..., :0], c).unflatten(-1, (-1, 2))
-        return (2 * self.clamp / math.pi) * torch.atan(p[..., 0] / self.clamp), p[..., 1]
+    def _params(self, c, like):
+        return self.net(like[..., :0], c).unflatten(-1, (-1, 2))
 
     def forward(self, u, c=None):
-        s, t = self._scale_shift(c, u)
-        return (u - t) * torch.exp(-s), -s.sum(-1).expand(u.shape[:-1])
+        return self.transform(u, self._params(c, u), inverse=True)
 
     def inverse(self, v, c=None):
-        s, t = self._scale_shift(c, v)
-        return v * torch.exp(s) + t, s.sum(-1).expand(v.shape[:-1])
+        return self.transform(v, self._params(c, v))
 
 
 def _rebuild(insert) -> None:
