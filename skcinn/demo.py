@@ -30,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", choices=sorted(MODELS), default="linear_regression")
     parser.add_argument("--n-simulations", type=int, default=10_000)
-    parser.add_argument("--max-iter", type=int, default=60, help="maximum epochs")
+    parser.add_argument("--max-iter", type=int, default=200,
+                        help="maximum epochs (the adaptive schedule usually stops earlier)")
     parser.add_argument("--n-test", type=int, default=500, help="held-out data sets")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress display")

@@ -23,6 +23,7 @@ from ._validation import InputValidationMixin
 from .data import DataSets
 from .networks.posterior import build_posterior_network
 from .networks.summary import SUMMARY_NETWORKS
+from .training import SCHEDULES
 from .transforms import (
     ParameterTransform,
 )
@@ -81,19 +82,30 @@ class CINNPosteriorEstimator(
         Pairs drawn by ``fit(simulator, prior)`` (per epoch when ``online=True``).
     online : bool, default=False
         With ``fit(simulator, prior)``, simulate fresh training pairs every epoch.
-    max_iter : int, default=60
-        Maximum number of epochs.
+    max_iter : int, default=200
+        Maximum number of epochs (the length of the schedule with
+        ``learning_rate="cosine"``).
     batch_size : int, default=128
         Pairs per optimisation step.
+    learning_rate : {"adaptive", "cosine", "constant"}, default="adaptive"
+        Schedule of the Adam learning rate, as in scikit-learn's ``MLPRegressor``.
+        ``"adaptive"`` keeps ``learning_rate_init`` while the validation log density
+        (the training loss without ``early_stopping``) improves, divides the rate by 5
+        each time it has not improved by ``tol`` for ``n_iter_no_change`` epochs, and
+        stops at the fourth such plateau: easy models stop early, hard ones train on.
+        ``"cosine"`` decays the rate to zero over ``max_iter`` epochs; ``"constant"``
+        keeps it. These two stop after ``n_iter_no_change`` epochs without
+        improvement, so give them a larger one (e.g. 20).
     learning_rate_init : float, default=2e-3
-        Initial Adam learning rate, decayed by a cosine schedule over ``max_iter``.
+        Initial Adam learning rate.
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the pairs; stop when their mean log density
         stops improving and restore the best weights.
     validation_fraction : float, default=0.1
         Fraction held out for early stopping.
-    n_iter_no_change : int, default=20
-        Epochs without an improvement of more than ``tol`` before stopping.
+    n_iter_no_change : int, default=5
+        Epochs without an improvement of more than ``tol`` before the adaptive
+        schedule lowers the rate, or training stops (see ``learning_rate``).
     tol : float, default=1e-4
         Minimal improvement of the (validation) log density that counts.
     random_state : int, RandomState instance or None, default=None
@@ -226,6 +238,7 @@ class CINNPosteriorEstimator(
         "online": ["boolean"],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions(set(SCHEDULES))],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -255,12 +268,13 @@ class CINNPosteriorEstimator(
         summary_hidden_sizes: tuple[int, ...] = (64, 64),
         n_simulations: int = 10_000,
         online: bool = False,
-        max_iter: int = 60,
+        max_iter: int = 200,
         batch_size: int = 128,
+        learning_rate: str = "adaptive",
         learning_rate_init: float = 2e-3,
         early_stopping: bool = True,
         validation_fraction: float = 0.1,
-        n_iter_no_change: int = 20,
+        n_iter_no_change: int = 5,
         tol: float = 1e-4,
         random_state=None,
         verbose: int = 0,
@@ -284,6 +298,7 @@ class CINNPosteriorEstimator(
         self.online = online
         self.max_iter = max_iter
         self.batch_size = batch_size
+        self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
@@ -724,6 +739,7 @@ class CINNPosteriorEstimator(
 
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
+        state.setdefault("learning_rate", "cosine")  # saved before the schedules existed
         weights = state.get("network_")
         if weights is not None:
             state["device_"] = tu.resolve_device(state["device"])

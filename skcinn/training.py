@@ -1,4 +1,4 @@
-"""The training loop: mini-batches, Adam, a cosine schedule, clipping, early stopping.
+"""The training loop: mini-batches, Adam, a learning-rate schedule, clipping, early stopping.
 
 It knows networks and tensors, nothing of scikit-learn. A batch whose loss or gradient
 is not finite is skipped, never applied, so one bad batch cannot poison the weights.
@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+ADAPTIVE_FACTOR = 5.0  # learning_rate="adaptive": the rate is divided by this on a plateau
+ADAPTIVE_REDUCTIONS = 3  # ... this many times; the next plateau ends training
+SCHEDULES = ("adaptive", "cosine", "constant")
+
 Tensors = tuple[torch.Tensor, ...]
 """Training pairs ``(theta, x)`` or ``(theta, x, mask)``, aligned on the first axis."""
 
@@ -24,15 +28,15 @@ Tensors = tuple[torch.Tensor, ...]
 class TrainingConfig:
     """Settings of :func:`train` (see the estimator for their meaning)."""
 
-    max_iter: int = 100
+    max_iter: int = 200
     batch_size: int = 128
-    learning_rate: float = 1e-3
-    n_iter_no_change: int = 10
+    learning_rate: float = 2e-3
+    n_iter_no_change: int = 5
     tol: float = 1e-4
     clip_norm: float = 5.0
     verbose: int = 0
     max_time: float | None = None
-    schedule: str = "cosine"  # or "constant" (partial_fit: an epoch at a time)
+    schedule: str = "adaptive"  # one of SCHEDULES
 
 
 @dataclass
@@ -40,8 +44,9 @@ class History:
     """What happened during :func:`train`.
 
     ``stopped`` says why training ended: ``"max_iter"``, ``"converged"`` (no
-    improvement for ``n_iter_no_change`` epochs), ``"max_time"`` or ``"interrupted"``
-    (KeyboardInterrupt; the best weights so far are kept).
+    improvement for ``n_iter_no_change`` epochs, at the smallest rate of an adaptive
+    schedule), ``"max_time"`` or ``"interrupted"`` (KeyboardInterrupt; the best weights
+    so far are kept).
     """
 
     loss_curve: list[float] = field(default_factory=list)
@@ -120,6 +125,8 @@ class _State:
     history: History
     best_state: dict | None = None
     stale: int = 0
+    scale: float = 1.0  # of the initial learning rate (adaptive schedule)
+    reductions: int = 0
 
 
 def _progress(config: TrainingConfig, epoch: int, history: History, bar) -> None:
@@ -184,14 +191,15 @@ def train(
     """
     start = time.perf_counter()
     optimizer = make_optimizer(model, config.learning_rate)
-    steps = config.max_iter * math.ceil(len(data[0]) / config.batch_size)
-    if config.schedule == "constant":
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 1.0)
-    else:
+    state = _State(History())
+    if config.schedule == "cosine":
+        steps = config.max_iter * math.ceil(len(data[0]) / config.batch_size)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, steps) / steps))
         )
-    state = _State(History())
+    else:  # constant, or adaptive: _lower_rate divides state.scale on plateaus (the
+        # lambda looks state up when called, so it follows a resumed state too)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: state.scale)
     if resume is not None:
         state = _restore(resume, optimizer, scheduler, gen)
     history = state.history
@@ -213,6 +221,8 @@ def train(
                     history.validation_scores.append(score)
                 _progress(config, epoch, history, bar)
                 stop = _update_best(state, model, score, config, validation is not None)
+                if stop is not None and config.schedule == "adaptive":
+                    stop = _lower_rate(state, optimizer, config)
                 if checkpoint is not None:
                     checkpoint(_snapshot(state, model, optimizer, scheduler, gen))
                 if stop is None and config.max_time is not None and (
@@ -261,6 +271,18 @@ def _update_best(state: _State, model, score: float, config, keep: bool) -> str 
     return "converged" if state.stale >= config.n_iter_no_change else None
 
 
+def _lower_rate(state: _State, optimizer, config) -> str | None:
+    """On a plateau of the adaptive schedule: divide the rate, or stop at its floor."""
+    if state.reductions >= ADAPTIVE_REDUCTIONS:
+        return "converged"
+    state.reductions += 1
+    state.scale /= ADAPTIVE_FACTOR
+    state.stale = 0
+    for group in optimizer.param_groups:
+        group["lr"] = config.learning_rate * state.scale
+    return None
+
+
 def _cpu(tree):
     """A copy of nested dicts/lists of tensors with every tensor on the CPU."""
     if isinstance(tree, torch.Tensor):
@@ -279,6 +301,7 @@ def _snapshot(state: _State, model, optimizer, scheduler, gen) -> dict:
         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(), "generator": gen.get_state(),
         "best_state": state.best_state, "stale": state.stale, "history": history,
+        "scale": state.scale, "reductions": state.reductions,
     })
 
 
@@ -287,4 +310,5 @@ def _restore(resume: dict, optimizer, scheduler, gen) -> _State:
     optimizer.load_state_dict(resume["optimizer"])
     scheduler.load_state_dict(resume["scheduler"])
     gen.set_state(resume["generator"])
-    return _State(History(**resume["history"]), resume["best_state"], resume["stale"])
+    return _State(History(**resume["history"]), resume["best_state"], resume["stale"],
+                  resume.get("scale", 1.0), resume.get("reductions", 0))

@@ -137,7 +137,7 @@ def test_partial_fit_trains_chunk_by_chunk():
 
 def test_online_epochs_have_as_many_pairs_as_the_schedule_expects():
     est = CINNPosteriorEstimator(**dict(TINY, batch_size=32), max_iter=6, online=True,
-                                 validation_fraction=0.5)
+                                 validation_fraction=0.5, learning_rate="cosine")
     est.fit(MODEL.simulate, MODEL.prior)
     rates = est.history_["learning_rate"].to_numpy()  # the rate at the end of each epoch
     # cosine decay over exactly max_iter epochs: it reaches zero with the last epoch only

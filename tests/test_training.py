@@ -75,3 +75,50 @@ def test_online_refresh_is_called_every_epoch_after_the_first():
     train(Gaussian(), _data(64), None, config, torch.Generator().manual_seed(1),
           torch.device("cpu"), refresh)
     assert calls == [1, 2, 3]
+
+
+def _adaptive_run(resume=None, snapshots=None):
+    model = Gaussian()
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+    config = TrainingConfig(max_iter=500, batch_size=32, learning_rate=0.05, n_iter_no_change=3)
+    history = train(model, _data(256), _data(64), config, torch.Generator().manual_seed(1),
+                    torch.device("cpu"), resume=resume,
+                    checkpoint=None if snapshots is None else snapshots.append)
+    return history
+
+
+def test_adaptive_schedule_divides_the_rate_by_five_on_plateaus_then_stops():
+    history = _adaptive_run()
+    assert history.stopped == "converged" and history.n_iter < 500
+    rates = history.learning_rates
+    drops = [(a, b) for a, b in zip(rates, rates[1:], strict=False) if a != b]
+    assert [a / b for a, b in drops] == pytest.approx([5.0, 5.0, 5.0])  # three reductions
+    assert rates[0] == 0.05 and rates[-1] == pytest.approx(0.05 / 125)
+    # each reduction follows n_iter_no_change epochs without improvement
+    for epoch in [i + 1 for i, (a, b) in enumerate(zip(rates, rates[1:], strict=False))
+                  if a != b]:
+        before = history.validation_scores[:epoch]
+        assert max(before[-3:]) <= max(before[:-3]) + 1e-4
+
+
+def test_adaptive_schedule_resumes_at_its_reduced_rate():
+    snapshots = []
+    straight = _adaptive_run(snapshots=snapshots)
+    rates = straight.learning_rates
+    after_drop = next(i for i in range(1, len(rates)) if rates[i] < rates[i - 1]) + 1
+    resumed = _adaptive_run(resume=snapshots[after_drop - 1])
+    assert resumed.learning_rates == pytest.approx(rates)
+    assert resumed.validation_scores == pytest.approx(straight.validation_scores)
+    assert resumed.stopped == straight.stopped
+
+
+def test_cosine_schedule_reaches_zero_at_max_iter():
+    config = TrainingConfig(max_iter=8, batch_size=32, learning_rate=0.05,
+                            n_iter_no_change=100, schedule="cosine")
+    history = train(Gaussian(), _data(256), None, config, torch.Generator().manual_seed(1),
+                    torch.device("cpu"))
+    assert history.n_iter == 8 and history.stopped == "max_iter"
+    assert all(b < a for a, b in zip(history.learning_rates, history.learning_rates[1:],
+                                     strict=False))
+    assert history.learning_rates[-1] == pytest.approx(0.0, abs=1e-12)
