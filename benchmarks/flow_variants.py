@@ -1,6 +1,7 @@
-"""Flow variants measured against the defaults and not adopted (benchmarks/README.md).
+"""Flow and training variants measured against the defaults and not adopted
+(benchmarks/README.md).
 
-Each variant patches the package's network or optimiser for one measurement:
+Each variant patches the package's network, optimiser or schedule for one measurement:
 
     python benchmarks/heldout_logdensity.py slcp 10000 --variant rotation
     python benchmarks/heldout_logdensity.py gaussian_linear 10000 --variant lu \
@@ -14,6 +15,10 @@ Each variant patches the package's network or optimiser for one measurement:
 - ``spline_first`` / ``spline_last``: the block nearest θ / nearest the latent uses
   spline coupling, the others affine.
 - ``weight_decay=<value>``: AdamW with that decoupled weight decay instead of Adam.
+- ``adaptive=<factor>,<reductions>``: the adaptive schedule divides the learning rate
+  by ``factor`` on each plateau and stops after ``reductions`` of them (default 5, 3).
+- ``restore_on_plateau``: the adaptive schedule also goes back to the best weights
+  whenever it lowers the rate.
 """
 
 from __future__ import annotations
@@ -122,5 +127,27 @@ def apply(variant: str) -> None:
         decay = float(variant.split("=", 1)[1])
         training.make_optimizer = lambda model, lr: torch.optim.AdamW(
             model.parameters(), lr=lr, weight_decay=decay)
+    elif variant.startswith("adaptive="):
+        factor, reductions = variant.split("=", 1)[1].split(",")
+        training.ADAPTIVE_FACTOR, training.ADAPTIVE_REDUCTIONS = float(factor), int(reductions)
+    elif variant == "restore_on_plateau":
+        lower = training._lower_rate
+
+        def lower_and_restore(state, optimizer, config):
+            stop = lower(state, optimizer, config)
+            if stop is None and state.best_state is not None:
+                model = optimizer.model_for_variant
+                model.load_state_dict(state.best_state)
+            return stop
+
+        training._lower_rate = lower_and_restore
+        make = training.make_optimizer
+
+        def make_and_remember(model, lr):
+            optimizer = make(model, lr)
+            optimizer.model_for_variant = model
+            return optimizer
+
+        training.make_optimizer = make_and_remember
     else:
         raise ValueError(f"unknown variant {variant!r}")
