@@ -81,6 +81,10 @@ N_AMORTIZED_DRAWS = 1_000
 DEFAULT_TASKS = ("two_moons", "slcp", "gaussian_linear", "gaussian_mixture", "bernoulli_glm",
                  "gaussian_mean", "linear_regression")
 DEFAULT_BUDGETS = (1_000, 10_000, 100_000)
+ADAPTIVE_SINCE = "20261125_180000"
+"""skcinn runs recorded before this run id trained with the earlier default schedule
+(a cosine over 60 epochs, patience 20); :func:`merge` labels them ``<method>_cosine60``."""
+EARLIER = "_cosine60"
 TIMING_NOTE = ("Timings are wall-clock and CPU seconds on a 2-core machine whose cores are "
                "shared with other jobs; they are noisy (load average recorded per run). "
                "C2ST is not affected.")
@@ -921,7 +925,8 @@ def plot(doc: dict, path: Path) -> Path | None:
     if not tasks:
         return None
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.2), squeeze=False)
-    colors = {m: f"C{i}" for i, m in enumerate(doc["meta"]["methods"])}
+    bases = dict.fromkeys(m.removesuffix(EARLIER) for m in doc["meta"]["methods"])
+    colors = {m: f"C{i}" for i, m in enumerate(bases)}
     for ax, task in zip(axes[0], tasks, strict=True):
         for method in doc["meta"]["methods"]:
             xs, ys, es = [], [], []
@@ -934,7 +939,8 @@ def plot(doc: dict, path: Path) -> Path | None:
                     es.append(np.std(vals, ddof=1) if len(vals) > 1 else 0.0)
             if xs:
                 ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=method,
-                            color=colors[method])
+                            color=colors[method.removesuffix(EARLIER)],
+                            ls="--" if method.endswith(EARLIER) else "-")
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
         ax.set_xscale("log")
         ax.set_ylim(0.45, 1.02)
@@ -958,12 +964,27 @@ def merge(docs: list[dict]) -> dict:
     """One document from several runs: their runs side by side, meta of the first with
     tasks, budgets, seeds and methods united (in order of appearance)."""
     meta = dict(docs[0]["meta"])
+    docs = [_label_earlier_defaults(d) for d in docs]
     for key in ("tasks", "budgets", "seeds", "methods"):
         meta[key] = list(dict.fromkeys(v for d in docs for v in d["meta"][key]))
     meta["budgets"] = sorted(meta["budgets"])
     meta["run_id"] = " + ".join(d["meta"]["run_id"] for d in docs)
     tasks = {k: v for d in docs for k, v in d.get("tasks", {}).items()}
     return {"meta": meta, "tasks": tasks, "runs": [r for d in docs for r in d["runs"]]}
+
+
+def _label_earlier_defaults(doc: dict) -> dict:
+    """``doc`` with its skcinn methods renamed ``<method>_cosine60`` if it was recorded
+    before :data:`ADAPTIVE_SINCE`, so that they are not averaged with today's defaults."""
+    if doc["meta"]["run_id"] >= ADAPTIVE_SINCE:
+        return doc
+
+    def label(method: str) -> str:
+        return method + EARLIER if method.startswith("skcinn") else method
+
+    meta = {**doc["meta"], "methods": [label(m) for m in doc["meta"]["methods"]]}
+    runs = [{**r, "method": label(r["method"])} for r in doc["runs"]]
+    return {**doc, "meta": meta, "runs": runs}
 
 
 def render_targets(doc: dict, budget: int = 10_000, sampling_budget: int = 1_000,

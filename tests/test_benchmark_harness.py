@@ -90,6 +90,20 @@ def test_harness_end_to_end_skcinn(harness, tmp_path):
     assert json.loads(path.read_text())["runs"][0]["c2st"] == run["c2st"]
 
 
+def test_merge_keeps_runs_of_earlier_defaults_apart(harness):
+    def doc(run_id):
+        runs = [{"task": "slcp", "budget": 1000, "seed": 0, "method": m, "c2st_mean": 0.9}
+                for m in ("skcinn", "sbi_maf")]
+        meta = {"run_id": run_id, "tasks": ["slcp"], "budgets": [1000], "seeds": [0],
+                "methods": ["skcinn", "sbi_maf"]}
+        return {"meta": meta, "tasks": {}, "runs": runs}
+
+    merged = harness.merge([doc("20261125_084036"), doc(harness.ADAPTIVE_SINCE)])
+    assert merged["meta"]["methods"] == ["skcinn_cosine60", "sbi_maf", "skcinn"]
+    assert [r["method"] for r in merged["runs"]] == [
+        "skcinn_cosine60", "sbi_maf", "skcinn", "sbi_maf"]
+
+
 @pytest.mark.parametrize("method", ["sbi_maf", "bayesflow"])
 def test_harness_peer(harness, tmp_path, method):
     ok, why = harness.methods()[method].available()

@@ -62,6 +62,7 @@ def run(args) -> None:
         "skcinn_cpu_threads": CPU_THREADS,
         "summary_network": est.summary_network_,
         "coupling": est.coupling_,
+        "learning_rate": est.learning_rate,
         "stop_reason": est.stop_reason_,
         "best_validation_score": est.best_validation_score_,
         "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
