@@ -131,14 +131,16 @@ class _State:
 
 def _progress(config: TrainingConfig, epoch: int, history: History, bar) -> None:
     """One line per epoch in logs, a progress bar in terminals (verbose > 0 only)."""
-    loss = history.loss_curve[-1]
+    loss, rate = history.loss_curve[-1], history.learning_rates[-1]
     val = history.validation_scores[-1] if history.validation_scores else None
     if bar is not None:
         bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}", **({} if val is None else {"val": f"{val:.4f}"}))
+        bar.set_postfix(loss=f"{loss:.4f}", **({} if val is None else {"val": f"{val:.4f}"}),
+                        lr=f"{rate:.1e}")
     elif config.verbose:
         extra = "" if val is None else f", validation log density {val:.4f}"
-        print(f"epoch {epoch + 1}/{config.max_iter}: loss {loss:.4f}{extra}", flush=True)
+        print(f"epoch {epoch + 1}/{config.max_iter}: loss {loss:.4f}{extra}, "
+              f"learning rate {rate:.1e}", flush=True)
 
 
 def _progress_bar(config: TrainingConfig, initial: int):

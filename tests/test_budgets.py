@@ -104,7 +104,7 @@ def test_progress_is_silent_by_default_and_one_line_per_epoch_in_logs(capsys):
     CINNPosteriorEstimator(**TINY, max_iter=3, verbose=1).fit(MODEL.simulate, MODEL.prior)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 and lines[0].startswith("epoch 1/3: loss ")
-    assert "validation log density" in lines[0]
+    assert "validation log density" in lines[0] and lines[0].endswith("learning rate 2.0e-03")
 
 
 def test_progress_bar_in_a_terminal(capsys, monkeypatch):
@@ -115,6 +115,7 @@ def test_progress_bar_in_a_terminal(capsys, monkeypatch):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "training" in captured.err and "3/3" in captured.err and "loss=" in captured.err
+    assert "lr=2.0e-03" in captured.err
 
 
 def test_partial_fit_trains_chunk_by_chunk():
