@@ -99,8 +99,9 @@ class CINNPosteriorEstimator(
     learning_rate_init : float, default=2e-3
         Initial Adam learning rate.
     early_stopping : bool, default=True
-        Hold out ``validation_fraction`` of the pairs; stop when their mean log density
-        stops improving and restore the best weights.
+        Hold out ``validation_fraction`` of the pairs; their mean log density drives
+        the schedule and stopping (see ``learning_rate``), and the weights of its best
+        epoch are restored.
     validation_fraction : float, default=0.1
         Fraction held out for early stopping.
     n_iter_no_change : int, default=5
