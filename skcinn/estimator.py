@@ -91,7 +91,8 @@ class CINNPosteriorEstimator(
         Schedule of the Adam learning rate, as in scikit-learn's ``MLPRegressor``.
         ``"adaptive"`` keeps ``learning_rate_init`` while the validation log density
         (the training loss without ``early_stopping``) improves, divides the rate by 5
-        each time it has not improved by ``tol`` for ``n_iter_no_change`` epochs, and
+        each time it has not improved by ``tol`` for ``n_iter_no_change`` epochs (and at
+        least 175 optimisation steps, which small data sets' short epochs need), and
         stops at the fourth such plateau: easy models stop early, hard ones train on.
         ``"cosine"`` decays the rate to zero over ``max_iter`` epochs; ``"constant"``
         keeps it. These two stop after ``n_iter_no_change`` epochs without

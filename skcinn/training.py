@@ -18,6 +18,8 @@ from torch import nn
 
 ADAPTIVE_FACTOR = 5.0  # learning_rate="adaptive": the rate is divided by this on a plateau
 ADAPTIVE_REDUCTIONS = 3  # ... this many times; the next plateau ends training
+PLATEAU_STEPS = 175  # and a plateau spans at least this many steps (short epochs of small
+# data sets: at 1,000 pairs, 5 epochs are 35 steps, too few to judge a noisy validation)
 SCHEDULES = ("adaptive", "cosine", "constant")
 
 Tensors = tuple[torch.Tensor, ...]
@@ -194,8 +196,12 @@ def train(
     start = time.perf_counter()
     optimizer = make_optimizer(model, config.learning_rate)
     state = _State(History())
+    per_epoch = math.ceil(len(data[0]) / config.batch_size)  # optimisation steps
+    patience = config.n_iter_no_change
+    if config.schedule == "adaptive":
+        patience = max(patience, math.ceil(PLATEAU_STEPS / per_epoch))
     if config.schedule == "cosine":
-        steps = config.max_iter * math.ceil(len(data[0]) / config.batch_size)
+        steps = config.max_iter * per_epoch
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, steps) / steps))
         )
@@ -222,7 +228,8 @@ def train(
                     score = mean_log_prob(model, validation, device)
                     history.validation_scores.append(score)
                 _progress(config, epoch, history, bar)
-                stop = _update_best(state, model, score, config, validation is not None)
+                stop = _update_best(state, model, score, config.tol, patience,
+                                    validation is not None)
                 if stop is not None and config.schedule == "adaptive":
                     stop = _lower_rate(state, optimizer, config)
                 if checkpoint is not None:
@@ -262,15 +269,17 @@ def _record(history: History, loss: float, optimizer, tick: float) -> None:
     history.learning_rates.append(optimizer.param_groups[0]["lr"])
 
 
-def _update_best(state: _State, model, score: float, config, keep: bool) -> str | None:
+def _update_best(
+    state: _State, model, score: float, tol: float, patience: int, keep: bool
+) -> str | None:
     """Note an improvement (keeping the weights when validating); 'converged' when stale."""
-    if score > state.history.best_score + config.tol:
+    if score > state.history.best_score + tol:
         state.history.best_score, state.stale = score, 0
         if keep:
             state.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return None
     state.stale += 1
-    return "converged" if state.stale >= config.n_iter_no_change else None
+    return "converged" if state.stale >= patience else None
 
 
 def _lower_rate(state: _State, optimizer, config) -> str | None:

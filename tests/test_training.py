@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from skcinn.training import TrainingConfig, train
+from skcinn.training import PLATEAU_STEPS, TrainingConfig, train
 
 
 class Gaussian(nn.Module):
@@ -95,11 +95,16 @@ def test_adaptive_schedule_divides_the_rate_by_five_on_plateaus_then_stops():
     drops = [(a, b) for a, b in zip(rates, rates[1:], strict=False) if a != b]
     assert [a / b for a, b in drops] == pytest.approx([5.0, 5.0, 5.0])  # three reductions
     assert rates[0] == 0.05 and rates[-1] == pytest.approx(0.05 / 125)
-    # each reduction follows n_iter_no_change epochs without improvement
-    for epoch in [i + 1 for i, (a, b) in enumerate(zip(rates, rates[1:], strict=False))
-                  if a != b]:
+    # each reduction follows a plateau: n_iter_no_change epochs (3) without improvement,
+    # stretched to PLATEAU_STEPS optimisation steps (8 steps per epoch here: 22 epochs)
+    patience = math.ceil(PLATEAU_STEPS / 8)
+    assert patience > 3
+    ends = [i + 1 for i, (a, b) in enumerate(zip(rates, rates[1:], strict=False)) if a != b]
+    for epoch in ends:
         before = history.validation_scores[:epoch]
-        assert max(before[-3:]) <= max(before[:-3]) + 1e-4
+        assert max(before[-patience:]) <= max(before[:-patience]) + 1e-4
+    assert min(b - a for a, b in zip([0, *ends], ends, strict=False)) >= patience
+    assert history.n_iter - ends[-1] == patience  # the fourth plateau ends training
 
 
 def test_adaptive_schedule_resumes_at_its_reduced_rate():
