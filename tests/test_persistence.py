@@ -250,6 +250,17 @@ def test_pickle_and_joblib_of_loaded_estimator(flat_case, tmp_path):
         assert_same_inference(flat_case.est, copy, flat_case.X, flat_case.theta)
 
 
+def test_estimators_saved_before_the_schedules_keep_their_cosine_schedule(flat_case):
+    # pickles of earlier versions have no ``learning_rate``: they trained with the cosine
+    state = flat_case.est.__getstate__()
+    del state["learning_rate"]
+    old = CINNPosteriorEstimator.__new__(CINNPosteriorEstimator)
+    old.__setstate__(state)
+    assert old.get_params()["learning_rate"] == "cosine"
+    assert clone(old).learning_rate == "cosine"
+    assert_same_inference(flat_case.est, old, flat_case.X, flat_case.theta)
+
+
 def test_save_accepts_str_and_pathlike_and_overwrites(flat_case, tmp_path):
     target = tmp_path / "m.skcinn"
     target.write_bytes(b"an older file")
