@@ -19,9 +19,14 @@ Each variant patches the package's network, optimiser or schedule for one measur
   by ``factor`` on each plateau and stops after ``reductions`` of them (default 5, 3).
 - ``restore_on_plateau``: the adaptive schedule also goes back to the best weights
   whenever it lowers the rate.
+- ``smoothed_plateau=<weight>``: plateaus are judged on an exponential average of the
+  validation score (``weight`` on the past); the best weights are still chosen by the
+  raw score.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -149,5 +154,28 @@ def apply(variant: str) -> None:
             return optimizer
 
         training.make_optimizer = make_and_remember
+    elif variant.startswith("smoothed_plateau="):
+        weight = float(variant.split("=", 1)[1])
+        training._update_best = _smoothed_update_best(weight)
     else:
         raise ValueError(f"unknown variant {variant!r}")
+
+
+def _smoothed_update_best(weight: float):
+    """``training._update_best`` with plateaus judged on a smoothed score."""
+
+    def update(state, model, score, tol, patience, keep):
+        history = state.history
+        if score > history.best_score + tol:
+            history.best_score = score
+            if keep:
+                state.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        previous = getattr(state, "smoothed", None)
+        state.smoothed = score if previous is None else weight * previous + (1 - weight) * score
+        if state.smoothed > getattr(state, "best_smoothed", -math.inf) + tol:
+            state.best_smoothed, state.stale = state.smoothed, 0
+            return None
+        state.stale += 1
+        return "converged" if state.stale >= patience else None
+
+    return update
