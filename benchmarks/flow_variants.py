@@ -136,24 +136,16 @@ def apply(variant: str) -> None:
         factor, reductions = variant.split("=", 1)[1].split(",")
         training.ADAPTIVE_FACTOR, training.ADAPTIVE_REDUCTIONS = float(factor), int(reductions)
     elif variant == "restore_on_plateau":
-        lower = training._lower_rate
+        update = training._update_best
 
-        def lower_and_restore(state, optimizer, config):
-            stop = lower(state, optimizer, config)
-            if stop is None and state.best_state is not None:
-                model = optimizer.model_for_variant
+        def update_and_restore(state, model, score, tol, patience, keep):
+            stop = update(state, model, score, tol, patience, keep)
+            lowers = stop is not None and state.reductions < training.ADAPTIVE_REDUCTIONS
+            if lowers and state.best_state is not None:  # the rate drops after this call
                 model.load_state_dict(state.best_state)
             return stop
 
-        training._lower_rate = lower_and_restore
-        make = training.make_optimizer
-
-        def make_and_remember(model, lr):
-            optimizer = make(model, lr)
-            optimizer.model_for_variant = model
-            return optimizer
-
-        training.make_optimizer = make_and_remember
+        training._update_best = update_and_restore
     elif variant.startswith("smoothed_plateau="):
         weight = float(variant.split("=", 1)[1])
         training._update_best = _smoothed_update_best(weight)
@@ -163,13 +155,12 @@ def apply(variant: str) -> None:
 
 def _smoothed_update_best(weight: float):
     """``training._update_best`` with plateaus judged on a smoothed score."""
+    keep_best = training._update_best  # the best score and weights: by the raw score
 
     def update(state, model, score, tol, patience, keep):
-        history = state.history
-        if score > history.best_score + tol:
-            history.best_score = score
-            if keep:
-                state.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        stale = state.stale
+        keep_best(state, model, score, tol, math.inf, keep)
+        state.stale = stale  # counted below, on the smoothed score
         previous = getattr(state, "smoothed", None)
         state.smoothed = score if previous is None else weight * previous + (1 - weight) * score
         if state.smoothed > getattr(state, "best_smoothed", -math.inf) + tol:
