@@ -145,3 +145,17 @@ def test_online_epochs_have_as_many_pairs_as_the_schedule_expects():
     # (rounds of all 400 fresh pairs would have exhausted the schedule by epoch 3)
     assert np.all(np.diff(rates) < 0) and rates[-2] > 0.05 * rates[0] and rates[-1] == 0
     assert est.n_simulations_ == 200  # 400 minus 50 % validation, in every epoch
+
+
+def test_unknown_schedule_is_rejected_and_keeps_the_fitted_state():
+    est = CINNPosteriorEstimator(**TINY, max_iter=2).fit(MODEL.simulate, MODEL.prior)
+    rng = np.random.default_rng(3)
+    X = MODEL.simulate(MODEL.sample_prior(4, rng), rng)
+    before = est.sample_posterior(X, 20, random_state=0)
+    est.set_params(learning_rate="step")
+    with pytest.raises(ValueError, match="'learning_rate' parameter") as raised:
+        est.fit(MODEL.simulate, MODEL.prior)
+    assert all(f"'{name}'" in str(raised.value) for name in ("adaptive", "cosine", "constant"))
+    assert "Got 'step'" in str(raised.value)
+    assert est.n_iter_ == 2
+    np.testing.assert_array_equal(est.sample_posterior(X, 20, random_state=0), before)
