@@ -84,7 +84,11 @@ DEFAULT_BUDGETS = (1_000, 10_000, 100_000)
 ADAPTIVE_SINCE = "20261125_180000"
 """skcinn runs recorded before this run id trained with the earlier default schedule
 (a cosine over 60 epochs, patience 20); :func:`merge` labels them ``<method>_cosine60``."""
-EARLIER = "_cosine60"
+AVERAGE_SINCE = "20261125_210000"
+"""From this run id on, skcinn runs record ``ema_decay``; those between
+:data:`ADAPTIVE_SINCE` and here that do not (they trained without the weight average)
+are labelled ``<method>_no_ema``."""
+EARLIER = ("_cosine60", "_no_ema")
 TIMING_NOTE = ("Timings are wall-clock and CPU seconds on a 2-core machine whose cores are "
                "shared with other jobs; they are noisy (load average recorded per run). "
                "C2ST is not affected.")
@@ -925,7 +929,7 @@ def plot(doc: dict, path: Path) -> Path | None:
     if not tasks:
         return None
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.2), squeeze=False)
-    bases = dict.fromkeys(m.removesuffix(EARLIER) for m in doc["meta"]["methods"])
+    bases = dict.fromkeys(m.removesuffix(_suffix(m)) for m in doc["meta"]["methods"])
     colors = {m: f"C{i}" for i, m in enumerate(bases)}
     for ax, task in zip(axes[0], tasks, strict=True):
         for method in doc["meta"]["methods"]:
@@ -939,8 +943,9 @@ def plot(doc: dict, path: Path) -> Path | None:
                     es.append(np.std(vals, ddof=1) if len(vals) > 1 else 0.0)
             if xs:
                 ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=method,
-                            color=colors[method.removesuffix(EARLIER)],
-                            ls="--" if method.endswith(EARLIER) else "-")
+                            color=colors[method.removesuffix(_suffix(method))],
+                            ls=(":" if _suffix(method) == "_cosine60" else "--")
+                            if _suffix(method) else "-")
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
         ax.set_xscale("log")
         ax.set_ylim(0.45, 1.02)
@@ -974,17 +979,30 @@ def merge(docs: list[dict]) -> dict:
 
 
 def _label_earlier_defaults(doc: dict) -> dict:
-    """``doc`` with its skcinn methods renamed ``<method>_cosine60`` if it was recorded
-    before :data:`ADAPTIVE_SINCE`, so that they are not averaged with today's defaults."""
-    if doc["meta"]["run_id"] >= ADAPTIVE_SINCE:
-        return doc
+    """``doc`` with the skcinn runs of earlier defaults renamed (see :data:`EARLIER`), so
+    that they are not averaged with today's."""
+    run_id = doc["meta"]["run_id"]
 
-    def label(method: str) -> str:
-        return method + EARLIER if method.startswith("skcinn") else method
+    def label(run: dict) -> str:
+        method = run["method"]
+        if not method.startswith("skcinn"):
+            return method
+        if run_id < ADAPTIVE_SINCE:
+            return method + "_cosine60"
+        info = run.get("method_info")
+        averaged = "ema_decay" in info if info is not None else run_id >= AVERAGE_SINCE
+        return method if averaged else method + "_no_ema"
 
-    meta = {**doc["meta"], "methods": [label(m) for m in doc["meta"]["methods"]]}
-    runs = [{**r, "method": label(r["method"])} for r in doc["runs"]]
-    return {**doc, "meta": meta, "runs": runs}
+    runs = [{**r, "method": label(r)} for r in doc["runs"]]
+    methods = [m for method in doc["meta"]["methods"] for m in dict.fromkeys(
+        r["method"] for r in runs if r["method"].removesuffix(_suffix(r["method"])) == method)
+        or [method]]
+    return {**doc, "meta": {**doc["meta"], "methods": methods}, "runs": runs}
+
+
+def _suffix(method: str) -> str:
+    """The label of an earlier default at the end of ``method``, or ''."""
+    return next((s for s in EARLIER if method.endswith(s)), "")
 
 
 def render_targets(doc: dict, budget: int = 10_000, sampling_budget: int = 1_000,

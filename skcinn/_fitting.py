@@ -166,6 +166,7 @@ class TrainingMixin:
             1 if partial else self.max_iter, self.batch_size, self.learning_rate_init,
             self.n_iter_no_change, self.tol, verbose=self.verbose, max_time=self.max_time,
             schedule="constant" if partial else self.learning_rate,
+            ema_decay=0.0 if partial else self.ema_decay,
         )
         gen = tu.generator(tu.seed_from(rng), tensors[0].device)
         base = resume["base"] if resume else (self._history if continuing else _no_history())

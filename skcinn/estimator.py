@@ -108,6 +108,12 @@ class CINNPosteriorEstimator(
     n_iter_no_change : int, default=5
         Epochs without an improvement of more than ``tol`` before the adaptive
         schedule lowers the rate, or training stops (see ``learning_rate``).
+    ema_decay : float, default=0.99
+        Decay of an exponential moving average of the weights, updated after every
+        optimisation step (Polyak averaging). The average is what the validation score
+        judges and what training keeps; it smooths out the noise of the steps, so the
+        schedule does not mistake noise for a plateau. ``0`` turns it off.
+        ``partial_fit`` trains without it.
     tol : float, default=1e-4
         Minimal improvement of the (validation) log density that counts.
     random_state : int, RandomState instance or None, default=None
@@ -245,6 +251,7 @@ class CINNPosteriorEstimator(
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "ema_decay": [Interval(Real, 0, 1, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -277,6 +284,7 @@ class CINNPosteriorEstimator(
         early_stopping: bool = True,
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 5,
+        ema_decay: float = 0.99,
         tol: float = 1e-4,
         random_state=None,
         verbose: int = 0,
@@ -305,6 +313,7 @@ class CINNPosteriorEstimator(
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.ema_decay = ema_decay
         self.tol = tol
         self.random_state = random_state
         self.verbose = verbose
@@ -742,6 +751,7 @@ class CINNPosteriorEstimator(
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
         state.setdefault("learning_rate", "cosine")  # saved before the schedules existed
+        state.setdefault("ema_decay", 0.0)  # ... before the weight average
         weights = state.get("network_")
         if weights is not None:
             state["device_"] = tu.resolve_device(state["device"])

@@ -1,4 +1,5 @@
-"""The training loop: mini-batches, Adam, a learning-rate schedule, clipping, early stopping.
+"""The training loop: mini-batches, Adam, a learning-rate schedule, clipping, early stopping,
+an exponential moving average of the weights.
 
 It knows networks and tensors, nothing of scikit-learn. A batch whose loss or gradient
 is not finite is skipped, never applied, so one bad batch cannot poison the weights.
@@ -9,8 +10,9 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -39,6 +41,7 @@ class TrainingConfig:
     verbose: int = 0
     max_time: float | None = None
     schedule: str = "adaptive"  # one of SCHEDULES
+    ema_decay: float = 0.99  # of the weight average; 0 trains without one
 
 
 @dataclass
@@ -84,7 +87,59 @@ def mean_log_prob(model: nn.Module, data: Tensors, device: torch.device, size: i
     return total / n
 
 
-def _epoch(model, optimizer, scheduler, data: Tensors, config, gen, device, history) -> float:
+class WeightAverage:
+    """An exponential moving average of a model's parameters (Polyak averaging).
+
+    Updated after every optimisation step, giving the new weights the share
+    ``max(1 - decay, 10 / (steps + 9))``: the first step replaces the initial weights,
+    and the average spans about the last tenth of the steps so far until that reaches
+    ``1 / (1 - decay)`` steps, so a short training is not held back by its early
+    weights. With ``decay=0`` it is the trained weights themselves and does nothing.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.steps = 0
+        self.params = [p for p in model.parameters() if p.requires_grad] if decay > 0 else []
+        self.values = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        if self.params:
+            self.steps += 1
+            torch._foreach_lerp_(self.values, [p.detach() for p in self.params],
+                                 max(1.0 - self.decay, 10.0 / (self.steps + 9)))
+
+    @torch.no_grad()
+    def copy_to_model(self) -> None:
+        for param, value in zip(self.params, self.values, strict=True):
+            param.copy_(value)
+
+    @contextmanager
+    def applied(self) -> Iterator[None]:
+        """The averaged weights in the model inside the block, the trained ones after."""
+        with torch.no_grad():
+            trained = [p.detach().clone() for p in self.params]
+        self.copy_to_model()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for param, value in zip(self.params, trained, strict=True):
+                    param.copy_(value)
+
+    def state(self) -> dict:
+        return {"values": self.values, "steps": self.steps}
+
+    def load(self, state: dict) -> None:
+        with torch.no_grad():
+            for value, saved in zip(self.values, state["values"], strict=True):
+                value.copy_(saved)
+        self.steps = state["steps"]
+
+
+def _epoch(model, optimizer, scheduler, data: Tensors, config, gen, device, history,
+           average: WeightAverage) -> float:
     """One pass over ``data``; returns the mean training loss of the applied batches."""
     n = len(data[0])
     order = torch.randperm(n, generator=gen, device=data[0].device)
@@ -99,6 +154,7 @@ def _epoch(model, optimizer, scheduler, data: Tensors, config, gen, device, hist
             if torch.isfinite(norm):
                 optimizer.step()
                 scheduler.step()
+                average.update()
                 losses.append(loss.item())
             else:
                 history.skipped_batches += 1
@@ -192,6 +248,12 @@ def train(
     History
         Loss curve, validation scores (mean validation log density, higher is better),
         epochs run, why training stopped. The weights of the best epoch are restored.
+
+    Notes
+    -----
+    With ``config.ema_decay > 0`` the validation score is that of the weight average,
+    the best epoch's average is what is restored, and without validation the model ends
+    with the last average. The trained weights go on from where they were.
     """
     start = time.perf_counter()
     optimizer = make_optimizer(model, config.learning_rate)
@@ -208,8 +270,9 @@ def train(
     else:  # constant, or adaptive: _lower_rate divides state.scale on plateaus (the
         # lambda looks state up when called, so it follows a resumed state too)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: state.scale)
+    average = WeightAverage(model, config.ema_decay)
     if resume is not None:
-        state = _restore(resume, optimizer, scheduler, gen)
+        state = _restore(resume, optimizer, scheduler, gen, average)
     history = state.history
     first = history.n_iter
     bar = _progress_bar(config, first)
@@ -221,19 +284,21 @@ def train(
                     data = upcoming.result() if upcoming is not None else refresh(epoch)
                     upcoming = _submit(pool, refresh, epoch, config)
                 tick = time.perf_counter()
-                loss = _epoch(model, optimizer, scheduler, data, config, gen, device, history)
+                loss = _epoch(model, optimizer, scheduler, data, config, gen, device, history,
+                              average)
                 _record(history, loss, optimizer, tick)
                 score = -loss
-                if validation is not None:
-                    score = mean_log_prob(model, validation, device)
-                    history.validation_scores.append(score)
+                with average.applied():  # judged, and kept as the best, averaged
+                    if validation is not None:
+                        score = mean_log_prob(model, validation, device)
+                        history.validation_scores.append(score)
+                    stop = _update_best(state, model, score, config.tol, patience,
+                                        validation is not None)
                 _progress(config, epoch, history, bar)
-                stop = _update_best(state, model, score, config.tol, patience,
-                                    validation is not None)
                 if stop is not None and config.schedule == "adaptive":
                     stop = _lower_rate(state, optimizer, config)
                 if checkpoint is not None:
-                    checkpoint(_snapshot(state, model, optimizer, scheduler, gen))
+                    checkpoint(_snapshot(state, model, optimizer, scheduler, gen, average))
                 if stop is None and config.max_time is not None and (
                     time.perf_counter() - start > config.max_time
                 ):
@@ -250,6 +315,8 @@ def train(
                 bar.close()
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
+    else:
+        average.copy_to_model()
     model.eval()
     history.seconds = time.perf_counter() - start
     return history
@@ -305,21 +372,23 @@ def _cpu(tree):
     return tree
 
 
-def _snapshot(state: _State, model, optimizer, scheduler, gen) -> dict:
+def _snapshot(state: _State, model, optimizer, scheduler, gen, average: WeightAverage) -> dict:
     """The resumable training state, on the CPU, as plain data and tensors."""
     history = {k: v for k, v in vars(state.history).items()}
     return _cpu({
         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(), "generator": gen.get_state(),
         "best_state": state.best_state, "stale": state.stale, "history": history,
-        "scale": state.scale, "reductions": state.reductions,
+        "scale": state.scale, "reductions": state.reductions, "average": average.state(),
     })
 
 
-def _restore(resume: dict, optimizer, scheduler, gen) -> _State:
-    """Load a :func:`_snapshot` into the optimiser, schedule and generator."""
+def _restore(resume: dict, optimizer, scheduler, gen, average: WeightAverage) -> _State:
+    """Load a :func:`_snapshot` into the optimiser, schedule, generator and average."""
     optimizer.load_state_dict(resume["optimizer"])
     scheduler.load_state_dict(resume["scheduler"])
     gen.set_state(resume["generator"])
+    if average.params and resume.get("average") is not None:
+        average.load(resume["average"])
     return _State(History(**resume["history"]), resume["best_state"], resume["stale"],
                   resume.get("scale", 1.0), resume.get("reductions", 0))

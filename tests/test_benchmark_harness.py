@@ -91,17 +91,27 @@ def test_harness_end_to_end_skcinn(harness, tmp_path):
 
 
 def test_merge_keeps_runs_of_earlier_defaults_apart(harness):
-    def doc(run_id):
+    def doc(run_id, info=None):
         runs = [{"task": "slcp", "budget": 1000, "seed": 0, "method": m, "c2st_mean": 0.9}
                 for m in ("skcinn", "sbi_maf")]
+        if info is not None:
+            runs[0]["method_info"] = info
         meta = {"run_id": run_id, "tasks": ["slcp"], "budgets": [1000], "seeds": [0],
                 "methods": ["skcinn", "sbi_maf"]}
         return {"meta": meta, "tasks": {}, "runs": runs}
 
-    merged = harness.merge([doc("20261125_084036"), doc(harness.ADAPTIVE_SINCE)])
-    assert merged["meta"]["methods"] == ["skcinn_cosine60", "sbi_maf", "skcinn"]
+    merged = harness.merge([
+        doc("20261125_084036"),
+        doc(harness.ADAPTIVE_SINCE),  # after the adaptive schedule, before the average
+        doc(harness.ADAPTIVE_SINCE, {"learning_rate": "adaptive"}),
+        doc(harness.ADAPTIVE_SINCE, {"learning_rate": "adaptive", "ema_decay": 0.99}),
+        doc(harness.AVERAGE_SINCE),
+    ])
+    assert merged["meta"]["methods"] == [
+        "skcinn_cosine60", "sbi_maf", "skcinn_no_ema", "skcinn"]
     assert [r["method"] for r in merged["runs"]] == [
-        "skcinn_cosine60", "sbi_maf", "skcinn", "sbi_maf"]
+        "skcinn_cosine60", "sbi_maf", "skcinn_no_ema", "sbi_maf", "skcinn_no_ema", "sbi_maf",
+        "skcinn", "sbi_maf", "skcinn", "sbi_maf"]
 
 
 @pytest.mark.parametrize("method", ["sbi_maf", "bayesflow"])

@@ -159,3 +159,32 @@ def test_unknown_schedule_is_rejected_and_keeps_the_fitted_state():
     assert "Got 'step'" in str(raised.value)
     assert est.n_iter_ == 2
     np.testing.assert_array_equal(est.sample_posterior(X, 20, random_state=0), before)
+
+
+@pytest.mark.parametrize("decay", [1.0, -0.1])
+def test_ema_decay_outside_zero_to_one_is_rejected_and_keeps_the_fitted_state(decay):
+    est = CINNPosteriorEstimator(**TINY, max_iter=2).fit(MODEL.simulate, MODEL.prior)
+    rng = np.random.default_rng(3)
+    X = MODEL.simulate(MODEL.sample_prior(4, rng), rng)
+    before = est.sample_posterior(X, 20, random_state=0)
+    est.set_params(ema_decay=decay)
+    with pytest.raises(ValueError, match=r"'ema_decay' parameter .* range \[0.0, 1.0\)\. Got"):
+        est.fit(MODEL.simulate, MODEL.prior)
+    assert est.n_iter_ == 2
+    np.testing.assert_array_equal(est.sample_posterior(X, 20, random_state=0), before)
+
+
+def test_partial_fit_trains_without_the_weight_average():
+    rng = np.random.default_rng(3)
+    theta = MODEL.sample_prior(300, rng)
+    X = MODEL.simulate(theta, rng)
+    draws = []
+    for decay in (0.0, 0.99):
+        est = CINNPosteriorEstimator(**TINY, ema_decay=decay)
+        est.partial_fit(X, theta)
+        draws.append(est.sample_posterior(X[:3], 20, random_state=0))
+    np.testing.assert_array_equal(*draws)
+    # while fit keeps the average
+    fits = [CINNPosteriorEstimator(**TINY, max_iter=2, ema_decay=d)
+            .fit(X, theta).sample_posterior(X[:3], 20, random_state=0) for d in (0.0, 0.99)]
+    assert not np.array_equal(*fits)

@@ -251,13 +251,15 @@ def test_pickle_and_joblib_of_loaded_estimator(flat_case, tmp_path):
 
 
 def test_estimators_saved_before_the_schedules_keep_their_cosine_schedule(flat_case):
-    # pickles of earlier versions have no ``learning_rate``: they trained with the cosine
+    # pickles of earlier versions have no ``learning_rate`` (they trained with the cosine)
+    # and no ``ema_decay`` (they trained without a weight average)
     state = flat_case.est.__getstate__()
-    del state["learning_rate"]
+    del state["learning_rate"], state["ema_decay"]
     old = CINNPosteriorEstimator.__new__(CINNPosteriorEstimator)
     old.__setstate__(state)
     assert old.get_params()["learning_rate"] == "cosine"
-    assert clone(old).learning_rate == "cosine"
+    assert old.get_params()["ema_decay"] == 0.0
+    assert clone(old).learning_rate == "cosine" and clone(old).ema_decay == 0.0
     assert_same_inference(flat_case.est, old, flat_case.X, flat_case.theta)
 
 

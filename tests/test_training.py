@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from skcinn.training import PLATEAU_STEPS, TrainingConfig, train
+from skcinn.training import PLATEAU_STEPS, TrainingConfig, WeightAverage, train
 
 
 class Gaussian(nn.Module):
@@ -127,3 +127,50 @@ def test_cosine_schedule_reaches_zero_at_max_iter():
     assert all(b < a for a, b in zip(history.learning_rates, history.learning_rates[1:],
                                      strict=False))
     assert history.learning_rates[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_weight_average_follows_its_recurrence_and_hands_the_weights_back():
+    model = Gaussian()
+    average = WeightAverage(model, decay=0.9)
+    expected = 0.0
+    for step, value in enumerate([1.0, 2.0, 4.0, -3.0] + [5.0] * 200, start=1):
+        model.mu.data.fill_(value)
+        average.update()
+        share = max(1 - 0.9, 10 / (step + 9))  # the first step replaces the initial weights
+        expected += share * (value - expected)
+        assert average.values[0].item() == pytest.approx(expected, rel=1e-6)
+    assert expected == pytest.approx(5.0, abs=1e-6)  # forgets the early steps
+    model.mu.data.fill_(7.0)
+    with pytest.raises(RuntimeError), average.applied():
+        assert model.mu.item() == pytest.approx(expected)
+        raise RuntimeError  # the trained weights come back even so
+    assert model.mu.item() == 7.0
+
+
+def test_training_keeps_the_average_not_the_last_step():
+    # constant rate, no validation: the model ends with the weight average, which is
+    # smoother than the last step (its distance to the optimum is smaller here)
+    def fit(decay):
+        model = Gaussian()
+        config = TrainingConfig(max_iter=40, batch_size=4, learning_rate=0.3,
+                                n_iter_no_change=100, schedule="constant", ema_decay=decay)
+        train(model, _data(64), None, config, torch.Generator().manual_seed(1),
+              torch.device("cpu"))
+        return model.mu.item()
+
+    optimum = _data(64)[0].mean().item()
+    last, averaged = fit(0.0), fit(0.99)
+    assert last != averaged
+    assert abs(averaged - optimum) < 0.5 * abs(last - optimum)
+
+
+def test_validation_judges_and_keeps_the_average():
+    model = Gaussian()
+    config = TrainingConfig(max_iter=30, batch_size=8, learning_rate=0.3, n_iter_no_change=5,
+                            schedule="constant", ema_decay=0.95)
+    validation = _data(64)
+    history = train(model, _data(128), validation, config, torch.Generator().manual_seed(1),
+                    torch.device("cpu"))
+    # the restored weights are those whose validation score was the best one
+    kept = model.log_prob(*validation).mean().item()
+    assert kept == pytest.approx(history.best_score, abs=1e-6)

@@ -63,6 +63,7 @@ def run(args) -> None:
         "summary_network": est.summary_network_,
         "coupling": est.coupling_,
         "learning_rate": est.learning_rate,
+        "ema_decay": est.ema_decay,
         "stop_reason": est.stop_reason_,
         "best_validation_score": est.best_validation_score_,
         "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
