@@ -994,9 +994,13 @@ def _label_earlier_defaults(doc: dict) -> dict:
         return method if averaged else method + "_no_ema"
 
     runs = [{**r, "method": label(r)} for r in doc["runs"]]
-    methods = [m for method in doc["meta"]["methods"] for m in dict.fromkeys(
-        r["method"] for r in runs if r["method"].removesuffix(_suffix(r["method"])) == method)
-        or [method]]
+
+    def labels(method: str) -> list[str]:  # those its runs got; itself if it has none
+        return list(dict.fromkeys(r["method"] for r in runs
+                                  if r["method"].removesuffix(_suffix(r["method"])) == method)
+                    ) or [method]
+
+    methods = [m for method in doc["meta"]["methods"] for m in labels(method)]
     return {**doc, "meta": {**doc["meta"], "methods": methods}, "runs": runs}
 
 
