@@ -101,13 +101,14 @@ class WeightAverage:
         self.decay = decay
         self.steps = 0
         self.params = [p for p in model.parameters() if p.requires_grad] if decay > 0 else []
-        self.values = [p.detach().clone() for p in self.params]
+        self._live = [p.detach() for p in self.params]  # views: the optimiser updates in place
+        self.values = [p.clone() for p in self._live]
 
     @torch.no_grad()
     def update(self) -> None:
         if self.params:
             self.steps += 1
-            torch._foreach_lerp_(self.values, [p.detach() for p in self.params],
+            torch._foreach_lerp_(self.values, self._live,
                                  max(1.0 - self.decay, 10.0 / (self.steps + 9)))
 
     @torch.no_grad()
