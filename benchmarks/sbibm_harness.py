@@ -88,7 +88,8 @@ AVERAGE_SINCE = "20261125_210000"
 """From this run id on, skcinn runs record ``ema_decay``; those between
 :data:`ADAPTIVE_SINCE` and here that do not (they trained without the weight average)
 are labelled ``<method>_no_ema``."""
-EARLIER = ("_cosine60", "_no_ema")
+EARLIER = {"_cosine60": ":", "_no_ema": "--"}
+"""Labels of skcinn runs under earlier defaults, with their line style in the figure."""
 TIMING_NOTE = ("Timings are wall-clock and CPU seconds on a 2-core machine whose cores are "
                "shared with other jobs; they are noisy (load average recorded per run). "
                "C2ST is not affected.")
@@ -944,8 +945,7 @@ def plot(doc: dict, path: Path) -> Path | None:
             if xs:
                 ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=method,
                             color=colors[method.removesuffix(_suffix(method))],
-                            ls=(":" if _suffix(method) == "_cosine60" else "--")
-                            if _suffix(method) else "-")
+                            ls=EARLIER.get(_suffix(method), "-"))
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
         ax.set_xscale("log")
         ax.set_ylim(0.45, 1.02)

@@ -100,43 +100,44 @@ class WeightAverage:
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
         self.steps = 0
-        self.params = [p for p in model.parameters() if p.requires_grad] if decay > 0 else []
-        self._live = [p.detach() for p in self.params]  # views: the optimiser updates in place
-        self.values = [p.clone() for p in self._live]
+        # detached views of the parameters: the optimiser updates them in place, and
+        # writing into them writes the model's weights
+        self.weights = [p.detach() for p in model.parameters() if p.requires_grad
+                        ] if decay > 0 else []
+        self.values = [w.clone() for w in self.weights]
 
     @torch.no_grad()
     def update(self) -> None:
-        if self.params:
+        if self.weights:
             self.steps += 1
-            torch._foreach_lerp_(self.values, self._live,
+            torch._foreach_lerp_(self.values, self.weights,
                                  max(1.0 - self.decay, 10.0 / (self.steps + 9)))
 
-    @torch.no_grad()
     def copy_to_model(self) -> None:
-        for param, value in zip(self.params, self.values, strict=True):
-            param.copy_(value)
+        _copy(self.weights, self.values)
 
     @contextmanager
     def applied(self) -> Iterator[None]:
         """The averaged weights in the model inside the block, the trained ones after."""
-        with torch.no_grad():
-            trained = [p.detach().clone() for p in self.params]
+        trained = [w.clone() for w in self.weights]
         self.copy_to_model()
         try:
             yield
         finally:
-            with torch.no_grad():
-                for param, value in zip(self.params, trained, strict=True):
-                    param.copy_(value)
+            _copy(self.weights, trained)
 
     def state(self) -> dict:
         return {"values": self.values, "steps": self.steps}
 
     def load(self, state: dict) -> None:
-        with torch.no_grad():
-            for value, saved in zip(self.values, state["values"], strict=True):
-                value.copy_(saved)
+        _copy(self.values, state["values"])
         self.steps = state["steps"]
+
+
+def _copy(targets: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
+    """Copy each source into its target, in place (across devices too)."""
+    for target, source in zip(targets, sources, strict=True):
+        target.copy_(source)
 
 
 def _epoch(model, optimizer, scheduler, data: Tensors, config, gen, device, history,
@@ -389,7 +390,7 @@ def _restore(resume: dict, optimizer, scheduler, gen, average: WeightAverage) ->
     optimizer.load_state_dict(resume["optimizer"])
     scheduler.load_state_dict(resume["scheduler"])
     gen.set_state(resume["generator"])
-    if average.params and resume.get("average") is not None:
+    if average.weights and resume.get("average") is not None:
         average.load(resume["average"])
     return _State(History(**resume["history"]), resume["best_state"], resume["stale"],
                   resume.get("scale", 1.0), resume.get("reductions", 0))
