@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from skcinn.training import PLATEAU_STEPS, TrainingConfig, WeightAverage, train
+from skcinn.training import (
+    PLATEAU_STEPS,
+    TrainingConfig,
+    WeightAverage,
+    clip_gradients,
+    train,
+)
 
 
 class Gaussian(nn.Module):
@@ -37,6 +43,30 @@ def test_non_finite_batches_are_skipped_not_applied():
     assert history.skipped_batches > 0
     assert torch.isfinite(model.mu).all()
     assert abs(model.mu.item() - 3.0) < 0.3  # still learned from the good batches
+
+
+def test_clip_gradients_matches_torch_and_reports_non_finite_norms():
+    gen = torch.Generator().manual_seed(0)
+    params = [nn.Parameter(torch.zeros(s)) for s in ((3, 4), (4,), (2, 3))]
+    grads = [torch.randn(p.shape, generator=gen) for p in params]
+    norm = torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads])).item()
+    for max_norm in (0.5 * norm, 2.0 * norm):  # clipped, then left alone
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g.clone()
+        reference = [g.clone().requires_grad_() for g in grads]
+        for r in reference:
+            r.grad = r.detach().clone()
+        nn.utils.clip_grad_norm_(reference, max_norm)
+        assert clip_gradients(params, max_norm)
+        for p, r in zip(params, reference, strict=True):
+            torch.testing.assert_close(p.grad, r.grad)
+    clipped = torch.linalg.vector_norm(torch.cat([p.grad.reshape(-1) for p in params]))
+    assert clipped.item() == pytest.approx(norm, rel=1e-6)  # 2 x norm: unchanged
+    params[1].grad[0] = float("inf")
+    assert not clip_gradients(params, norm)
+    params[1].grad[0] = float("nan")
+    assert not clip_gradients(params, norm)
+    assert clip_gradients([nn.Parameter(torch.zeros(2))], 1.0)  # no gradients yet
 
 
 def test_all_batches_non_finite_raises_and_keeps_weights():
