@@ -14,6 +14,8 @@ Each variant patches the package's network, optimiser or schedule for one measur
   alone, before the coupling blocks.
 - ``spline_first`` / ``spline_last``: the block nearest θ / nearest the latent uses
   spline coupling, the others affine.
+- ``shallow_phi``: the DeepSet embeds each member by one layer (linear and SiLU)
+  instead of two, a tenth of the per-member work.
 - ``weight_decay=<value>``: AdamW with that decoupled weight decay instead of Adam.
 - ``adaptive=<factor>,<reductions>``: the adaptive schedule divides the learning rate
   by ``factor`` on each plateau and stops after ``reductions`` of them (default 5, 3).
@@ -32,8 +34,8 @@ import torch
 from torch import nn
 
 from skcinn import training
-from skcinn.networks import coupling
-from skcinn.networks.mlp import ConditionalMLP
+from skcinn.networks import coupling, summary
+from skcinn.networks.mlp import MLP, ConditionalMLP
 
 
 class Rotation(nn.Module):
@@ -128,6 +130,14 @@ def apply(variant: str) -> None:
             return layers
 
         _rebuild(swap)
+    elif variant == "shallow_phi":
+        init = summary.DeepSet.__init__
+
+        def shallow(self, in_features, summary_dim=16, hidden=(64, 64), moments=None):
+            init(self, in_features, summary_dim, hidden, moments)
+            self.phi = MLP(in_features, tuple(hidden)[-1], (), final_activation=True)
+
+        summary.DeepSet.__init__ = shallow
     elif variant.startswith("weight_decay="):
         decay = float(variant.split("=", 1)[1])
         training.make_optimizer = lambda model, lr: torch.optim.AdamW(
