@@ -19,6 +19,8 @@ Each variant patches the package's network, optimiser or schedule for one measur
 - ``weight_decay=<value>``: AdamW with that decoupled weight decay instead of Adam.
 - ``adaptive=<factor>,<reductions>``: the adaptive schedule divides the learning rate
   by ``factor`` on each plateau and stops after ``reductions`` of them (default 5, 3).
+- ``anneal=<fraction>``: over the last ``fraction`` of ``max_iter`` epochs the adaptive
+  schedule's rate falls linearly towards zero (``training.ANNEAL_FRACTION``).
 - ``restore_on_plateau``: the adaptive schedule also goes back to the best weights
   whenever it lowers the rate.
 - ``smoothed_plateau=<weight>``: plateaus are judged on an exponential average of the
@@ -145,6 +147,8 @@ def apply(variant: str) -> None:
     elif variant.startswith("adaptive="):
         factor, reductions = variant.split("=", 1)[1].split(",")
         training.ADAPTIVE_FACTOR, training.ADAPTIVE_REDUCTIONS = float(factor), int(reductions)
+    elif variant.startswith("anneal="):
+        training.ANNEAL_FRACTION = float(variant.split("=", 1)[1])
     elif variant == "restore_on_plateau":
         update = training._update_best
 

@@ -22,6 +22,7 @@ ADAPTIVE_FACTOR = 5.0  # learning_rate="adaptive": the rate is divided by this o
 ADAPTIVE_REDUCTIONS = 3  # ... this many times; the next plateau ends training
 PLATEAU_STEPS = 175  # and a plateau spans at least this many steps (short epochs of small
 # data sets: at 1,000 pairs, 5 epochs are 35 steps, too few to judge a noisy validation)
+ANNEAL_FRACTION = 0.0  # and over this last share of max_iter the rate falls towards zero
 SCHEDULES = ("adaptive", "cosine", "constant")
 
 Tensors = tuple[torch.Tensor, ...]
@@ -204,6 +205,7 @@ class _State:
     stale: int = 0
     scale: float = 1.0  # of the initial learning rate (adaptive schedule)
     reductions: int = 0
+    anneal: float = 1.0  # times scale: falls linearly over the last epochs before max_iter
 
 
 def _progress(config: TrainingConfig, epoch: int, history: History, bar) -> None:
@@ -288,7 +290,10 @@ def train(
         )
     else:  # constant, or adaptive: _lower_rate divides state.scale on plateaus (the
         # lambda looks state up when called, so it follows a resumed state too)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: state.scale)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda t: state.scale * state.anneal)
+    anneal_epochs = (math.ceil(ANNEAL_FRACTION * config.max_iter)
+                     if config.schedule == "adaptive" else 0)
     average = WeightAverage(model, config.ema_decay)
     if resume is not None:
         state = _restore(resume, optimizer, scheduler, gen, average)
@@ -302,6 +307,9 @@ def train(
                 if refresh is not None and epoch > first:
                     data = upcoming.result() if upcoming is not None else refresh(epoch)
                     upcoming = _submit(pool, refresh, epoch, config)
+                if anneal_epochs:  # n / (n + 1), ..., 1 / (n + 1) in the last n epochs
+                    state.anneal = min(1.0, (config.max_iter - epoch) / (anneal_epochs + 1))
+                    _set_rate(state, optimizer, config)
                 tick = time.perf_counter()
                 loss = _epoch(model, optimizer, scheduler, data, config, gen, device, history,
                               average)
@@ -375,9 +383,15 @@ def _lower_rate(state: _State, optimizer, config) -> str | None:
     state.reductions += 1
     state.scale /= ADAPTIVE_FACTOR
     state.stale = 0
-    for group in optimizer.param_groups:
-        group["lr"] = config.learning_rate * state.scale
+    _set_rate(state, optimizer, config)
     return None
+
+
+def _set_rate(state: _State, optimizer, config) -> None:
+    """Give the optimiser the adaptive schedule's rate now (the scheduler's own lambda
+    gives the same from the next step on)."""
+    for group in optimizer.param_groups:
+        group["lr"] = config.learning_rate * state.scale * state.anneal
 
 
 def _cpu(tree):

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from skcinn import training
 from skcinn.training import (
     PLATEAU_STEPS,
     TrainingConfig,
@@ -135,6 +136,22 @@ def test_adaptive_schedule_divides_the_rate_by_five_on_plateaus_then_stops():
         assert max(before[-patience:]) <= max(before[:-patience]) + 1e-4
     assert min(b - a for a, b in zip([0, *ends], ends, strict=False)) >= patience
     assert history.n_iter - ends[-1] == patience  # the fourth plateau ends training
+
+
+def test_adaptive_schedule_anneals_the_rate_over_the_last_epochs(monkeypatch):
+    monkeypatch.setattr(training, "ANNEAL_FRACTION", 0.3)
+    config = TrainingConfig(max_iter=10, batch_size=32, learning_rate=0.05,
+                            n_iter_no_change=100)
+    history = train(Gaussian(), _data(256), _data(64), config,
+                    torch.Generator().manual_seed(1), torch.device("cpu"))
+    # no plateau in ten epochs (patience 100): only the anneal moves the rate
+    assert history.learning_rates == pytest.approx(
+        [0.05] * 7 + [0.05 * 3 / 4, 0.05 * 2 / 4, 0.05 * 1 / 4])
+    assert history.stopped == "max_iter"
+    constant = train(Gaussian(), _data(256), None, TrainingConfig(
+        max_iter=10, batch_size=32, learning_rate=0.05, schedule="constant"),
+        torch.Generator().manual_seed(1), torch.device("cpu"))
+    assert constant.learning_rates == pytest.approx([0.05] * 10)  # only the adaptive anneals
 
 
 def test_adaptive_schedule_resumes_at_its_reduced_rate():
