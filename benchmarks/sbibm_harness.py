@@ -88,7 +88,12 @@ AVERAGE_SINCE = "20261125_210000"
 """From this run id on, skcinn runs record ``ema_decay``; those between
 :data:`ADAPTIVE_SINCE` and here that do not (they trained without the weight average)
 are labelled ``<method>_no_ema``."""
-EARLIER = {"_cosine60": ":", "_no_ema": "--"}
+ANNEALED_AFTER = 0.8
+"""skcinn runs that record ``ema_decay`` but not ``anneal_fraction`` trained before the
+adaptive schedule's final anneal (over the last fifth of ``max_iter``); it changes only
+fits that ran past this share of ``max_iter``, which :func:`merge` labels
+``<method>_no_anneal``. The others are what today's defaults give."""
+EARLIER = {"_cosine60": ":", "_no_ema": "--", "_no_anneal": "-."}
 """Labels of skcinn runs under earlier defaults, with their line style in the figure."""
 TIMING_NOTE = ("Timings are wall-clock and CPU seconds on a 2-core machine whose cores are "
                "shared with other jobs; they are noisy (load average recorded per run). "
@@ -991,7 +996,13 @@ def _label_earlier_defaults(doc: dict) -> dict:
             return method + "_cosine60"
         info = run.get("method_info")
         averaged = "ema_decay" in info if info is not None else run_id >= AVERAGE_SINCE
-        return method if averaged else method + "_no_ema"
+        if not averaged:
+            return method + "_no_ema"
+        max_iter = (run.get("options") or {}).get("max_iter", 200)
+        if (info is not None and "anneal_fraction" not in info
+                and (run.get("epochs") or 0) > ANNEALED_AFTER * max_iter):
+            return method + "_no_anneal"
+        return method
 
     runs = [{**r, "method": label(r)} for r in doc["runs"]]
 

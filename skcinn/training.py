@@ -22,7 +22,9 @@ ADAPTIVE_FACTOR = 5.0  # learning_rate="adaptive": the rate is divided by this o
 ADAPTIVE_REDUCTIONS = 3  # ... this many times; the next plateau ends training
 PLATEAU_STEPS = 175  # and a plateau spans at least this many steps (short epochs of small
 # data sets: at 1,000 pairs, 5 epochs are 35 steps, too few to judge a noisy validation)
-ANNEAL_FRACTION = 0.0  # and over this last share of max_iter the rate falls towards zero
+ANNEAL_FRACTION = 0.2  # and over this last share of max_iter the rate falls towards zero
+# (a fit that runs to max_iter ends annealed, as under a cosine; one that converges
+# before never reaches it)
 SCHEDULES = ("adaptive", "cosine", "constant")
 
 Tensors = tuple[torch.Tensor, ...]

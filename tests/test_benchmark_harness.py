@@ -91,9 +91,9 @@ def test_harness_end_to_end_skcinn(harness, tmp_path):
 
 
 def test_merge_keeps_runs_of_earlier_defaults_apart(harness):
-    def doc(run_id, info=None):
-        runs = [{"task": "slcp", "budget": 1000, "seed": 0, "method": m, "c2st_mean": 0.9}
-                for m in ("skcinn", "sbi_maf")]
+    def doc(run_id, info=None, epochs=100):
+        runs = [{"task": "slcp", "budget": 1000, "seed": 0, "method": m, "c2st_mean": 0.9,
+                 "epochs": epochs} for m in ("skcinn", "sbi_maf")]
         if info is not None:
             runs[0]["method_info"] = info
         meta = {"run_id": run_id, "tasks": ["slcp"], "budgets": [1000], "seeds": [0],
@@ -106,12 +106,17 @@ def test_merge_keeps_runs_of_earlier_defaults_apart(harness):
         doc(harness.ADAPTIVE_SINCE, {"learning_rate": "adaptive"}),
         doc(harness.ADAPTIVE_SINCE, {"learning_rate": "adaptive", "ema_decay": 0.99}),
         doc(harness.AVERAGE_SINCE),
+        # before the final anneal: only a fit that ran into the last fifth of max_iter
+        # would have changed
+        doc(harness.AVERAGE_SINCE, {"ema_decay": 0.99}, epochs=170),
+        doc(harness.AVERAGE_SINCE, {"ema_decay": 0.99, "anneal_fraction": 0.2}, epochs=170),
     ])
     assert merged["meta"]["methods"] == [
-        "skcinn_cosine60", "sbi_maf", "skcinn_no_ema", "skcinn"]
+        "skcinn_cosine60", "sbi_maf", "skcinn_no_ema", "skcinn", "skcinn_no_anneal"]
     assert [r["method"] for r in merged["runs"]] == [
         "skcinn_cosine60", "sbi_maf", "skcinn_no_ema", "sbi_maf", "skcinn_no_ema", "sbi_maf",
-        "skcinn", "sbi_maf", "skcinn", "sbi_maf"]
+        "skcinn", "sbi_maf", "skcinn", "sbi_maf", "skcinn_no_anneal", "sbi_maf",
+        "skcinn", "sbi_maf"]
 
 
 @pytest.mark.parametrize("method", ["sbi_maf", "bayesflow"])

@@ -29,7 +29,7 @@ def run(args) -> None:
     import numpy as np
     import torch
 
-    from skcinn import CINNPosteriorEstimator
+    from skcinn import CINNPosteriorEstimator, training
     from skcinn._torch_utils import CPU_THREADS
 
     c.set_torch_threads(torch, args.threads)
@@ -64,6 +64,7 @@ def run(args) -> None:
         "coupling": est.coupling_,
         "learning_rate": est.learning_rate,
         "ema_decay": est.ema_decay,
+        "anneal_fraction": training.ANNEAL_FRACTION,
         "stop_reason": est.stop_reason_,
         "best_validation_score": est.best_validation_score_,
         "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
