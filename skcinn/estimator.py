@@ -84,7 +84,8 @@ class CINNPosteriorEstimator(
         With ``fit(simulator, prior)``, simulate fresh training pairs every epoch.
     max_iter : int, default=200
         Maximum number of epochs (the length of the schedule with
-        ``learning_rate="cosine"``).
+        ``learning_rate="cosine"``; with ``"adaptive"`` the rate is annealed over its
+        last fifth).
     batch_size : int, default=128
         Pairs per optimisation step.
     learning_rate : {"adaptive", "cosine", "constant"}, default="adaptive"
