@@ -3,7 +3,8 @@ the check behind summary-network choices in ``benchmarks/README.md``, on a model
 members are not summarised by their moments.
 
     python benchmarks/set_model_heldout.py telegraph
-    python benchmarks/set_model_heldout.py telegraph --variant shallow_phi
+    python benchmarks/set_model_heldout.py telegraph --variant shallow_phi \
+        --variant anneal=0
 
 ``telegraph`` is the gene-expression model (sets of 100-500 cells' mRNA counts, 3
 parameters) with 10,000 training and 2,000 held-out data sets; ``levy_flight`` the
@@ -66,12 +67,14 @@ def main() -> None:
     parser.add_argument("model", choices=list(MODELS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--options", default="{}", help="estimator arguments as JSON")
-    parser.add_argument("--variant", help="a network variant of flow_variants.py")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="a variant of flow_variants.py (repeat to combine)")
     args = parser.parse_args()
     if args.variant:
         import flow_variants
 
-        flow_variants.apply(args.variant)
+        for variant in args.variant:
+            flow_variants.apply(variant)
     theta, x = pairs(args.model, args.seed)
     n_train = MODELS[args.model][1]
     options = {k: tuple(v) if isinstance(v, list) else v
