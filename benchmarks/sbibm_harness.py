@@ -995,12 +995,12 @@ def _label_earlier_defaults(doc: dict) -> dict:
         if run_id < ADAPTIVE_SINCE:
             return method + "_cosine60"
         info = run.get("method_info")
-        averaged = "ema_decay" in info if info is not None else run_id >= AVERAGE_SINCE
-        if not averaged:
+        if info is None:  # recorded before runs kept their method_info
+            return method if run_id >= AVERAGE_SINCE else method + "_no_ema"
+        if "ema_decay" not in info:
             return method + "_no_ema"
         max_iter = (run.get("options") or {}).get("max_iter", 200)
-        if (info is not None and "anneal_fraction" not in info
-                and (run.get("epochs") or 0) > ANNEALED_AFTER * max_iter):
+        if "anneal_fraction" not in info and (run.get("epochs") or 0) > ANNEALED_AFTER * max_iter:
             return method + "_no_anneal"
         return method
 

@@ -155,9 +155,10 @@ def clip_gradients(params: list[torch.Tensor], max_norm: float) -> bool:
     if not grads:
         return True
     norm = torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads])).item()
-    if norm > max_norm and math.isfinite(norm):
+    finite = math.isfinite(norm)
+    if finite and norm > max_norm:
         torch._foreach_mul_(grads, max_norm / (norm + 1e-6))
-    return math.isfinite(norm)
+    return finite
 
 
 def _epoch(model, optimizer, scheduler, data: Tensors, config, gen, device, history,
@@ -208,6 +209,7 @@ class _State:
     scale: float = 1.0  # of the initial learning rate (adaptive schedule)
     reductions: int = 0
     anneal: float = 1.0  # times scale: falls linearly over the last epochs before max_iter
+    # (not checkpointed: train() sets it from the epoch at the start of each one)
 
 
 def _progress(config: TrainingConfig, epoch: int, history: History, bar) -> None:
