@@ -1,0 +1,120 @@
+"""Where a training step's time goes: forward, backward, gradient clipping, Adam, the
+weight average, on the SBI benchmark tasks' own training pairs.
+
+    python benchmarks/step_cost.py two_moons gaussian_mean
+
+writes ``benchmarks/results/step_cost.json``. One torch thread; the estimator's default
+network, built by a one-epoch fit on 10,000 pairs; batches of 128 as in training. The
+clipping is timed both ways, interleaved in the same run: ``training.clip_gradients``
+and ``torch.nn.utils.clip_grad_norm_`` (what training used before). Milliseconds per
+step, the median of five rounds of 60 steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sbibm_harness import TASKS, task_seed  # noqa: E402
+
+from skcinn import CINNPosteriorEstimator, _fitting  # noqa: E402
+from skcinn.training import (  # noqa: E402
+    WeightAverage,
+    batch_log_prob,
+    clip_gradients,
+    make_optimizer,
+)
+
+OUT = Path(__file__).resolve().parent / "results" / "step_cost.json"
+PHASES = ("forward", "backward", "clip", "adam", "average")
+
+
+def _trained_parts(task_name: str):
+    """The default network after one epoch, and the training tensors it was given."""
+    task = TASKS[task_name]()
+    rng = np.random.default_rng([0, 10_000, task_seed(task.name)])
+    theta = task.sample_prior(10_000, rng)
+    x = task.simulate(theta, rng)
+    seen = {}
+    train = _fitting.train
+
+    def keep(model, tensors, *args, **kwargs):
+        seen["tensors"] = tensors
+        return train(model, tensors, *args, **kwargs)
+
+    _fitting.train = keep
+    try:
+        est = CINNPosteriorEstimator(max_iter=1, random_state=0).fit(x, theta)
+    finally:
+        _fitting.train = train
+    return est.network_.train(), seen["tensors"]
+
+
+def _steps(model, data, clip, n: int, gen) -> dict[str, float]:
+    """Milliseconds per step in each phase over ``n`` steps."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer, average = make_optimizer(model, 1e-4), WeightAverage(model, 0.99)
+    totals = dict.fromkeys(PHASES, 0.0)
+    order = torch.randperm(len(data[0]), generator=gen)[: n * 128]
+    for index in order.split(128):
+        batch = tuple(t[index] for t in data)
+        t0 = time.perf_counter()
+        loss = -batch_log_prob(model, batch).mean()
+        t1 = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        t2 = time.perf_counter()
+        clip(params)
+        t3 = time.perf_counter()
+        optimizer.step()
+        t4 = time.perf_counter()
+        average.update()
+        loss.item()
+        t5 = time.perf_counter()
+        for phase, a, b in zip(PHASES, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5), strict=True):
+            totals[phase] += b - a
+    return {phase: 1e3 * total / n for phase, total in totals.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("tasks", nargs="+", choices=list(TASKS))
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    clips = {
+        "clip_gradients": lambda params: clip_gradients(params, 5.0),
+        "clip_grad_norm_": lambda params: torch.isfinite(
+            nn.utils.clip_grad_norm_(params, 5.0)).item(),
+    }
+    results = {}
+    for task in args.tasks:
+        model, data = _trained_parts(task)
+        gen = torch.Generator().manual_seed(0)
+        rounds = {name: [] for name in clips}
+        for _ in range(args.rounds + 1):  # the first round warms up, not recorded
+            for name, clip in clips.items():
+                rounds[name].append(_steps(model, data, clip, args.steps, gen))
+        results[task] = {
+            name: {phase: round(statistics.median(r[phase] for r in runs[1:]), 3)
+                   for phase in PHASES} | {"step": round(statistics.median(
+                       sum(r.values()) for r in runs[1:]), 3)}
+            for name, runs in rounds.items()
+        }
+        print(task, json.dumps(results[task]))
+    OUT.write_text(json.dumps({"command": "python benchmarks/step_cost.py " + " ".join(
+        args.tasks), "torch_threads": 1, "ms_per_step": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
