@@ -30,6 +30,9 @@ Each variant patches the package's network, optimiser or schedule for one measur
   keeps SiLU).
 - ``dropout=<p>``: dropout with probability ``p`` after every hidden activation of the
   coupling conditioners (BayesFlow's default is 0.05); off when sampling.
+- ``linear_skip``: each coupling conditioner adds a linear map of its inputs (the other
+  half and the condition, zero at the start) to its output, so that parameters linear
+  in the data need no hidden units.
 """
 
 from __future__ import annotations
@@ -138,6 +141,31 @@ def _conditioner_activation(activation: nn.Module) -> None:
     ConditionalMLP.forward = forward
 
 
+def _linear_skip() -> None:
+    """Build every :class:`ConditionalMLP` with a linear path from its inputs to its output."""
+    init, forward = ConditionalMLP.__init__, ConditionalMLP.forward
+
+    def build(self, in_features, context_features, out_features, hidden=(128, 128)):
+        init(self, in_features, context_features, out_features, hidden)
+        self.skip_x = nn.Linear(in_features, out_features, bias=False) if in_features else None
+        self.skip_c = (nn.Linear(context_features, out_features, bias=False)
+                       if context_features else None)
+        for layer in (self.skip_x, self.skip_c):
+            if layer is not None:
+                nn.init.zeros_(layer.weight)
+
+    def skip_forward(self, x, c=None):
+        out = forward(self, x, c)
+        if self.skip_c is not None and c is not None:
+            out = out + self.skip_c(c)
+        if self.skip_x is not None:
+            out = out + self.skip_x(x)
+        return out
+
+    ConditionalMLP.__init__ = build
+    ConditionalMLP.forward = skip_forward
+
+
 def apply(variant: str) -> None:
     """Patch the package for ``variant`` (see the module docstring)."""
     if variant == "rotation":
@@ -192,6 +220,8 @@ def apply(variant: str) -> None:
         training._update_best = _smoothed_update_best(weight)
     elif variant == "relu":
         _conditioner_activation(nn.ReLU())
+    elif variant == "linear_skip":
+        _linear_skip()
     elif variant.startswith("dropout="):
         p = float(variant.split("=", 1)[1])
         _conditioner_activation(nn.Sequential(nn.SiLU(), nn.Dropout(p)))
