@@ -415,11 +415,12 @@ class CINNPosteriorEstimator(
     # --------------------------------------------------------------------- inference
 
     @contextlib.contextmanager
-    def _inference(self) -> Iterator[None]:
-        """No-grad evaluation on the fitted device with its thread setting."""
-        with tu.torch_threads(self.device_), torch.inference_mode():
+    def _inference(self) -> Iterator[int]:
+        """No-grad evaluation on the fitted device with its thread setting; yields the
+        caller's thread count, over which draws are split (:func:`tu.run_chunks`)."""
+        with tu.torch_threads(self.device_) as threads, torch.inference_mode():
             self.network_.eval()
-            yield
+            yield threads
 
     @property
     def _rejects(self) -> bool:
@@ -444,25 +445,37 @@ class CINNPosteriorEstimator(
         ``n_samples`` draws inside the support: ``round_size`` draws each (``None``:
         as many as each data set's acceptance so far suggests).
         """
-        with self._inference():
+        with self._inference() as threads:
             cond = self._conditions(data)
-            draws = self._flow_draws(cond, n_samples, lambda n: latent(n, n_samples, 0))
+            draws = self._flow_draws(cond, n_samples, lambda n: latent(n, n_samples, 0),
+                                     threads)
             if not self._rejects:
                 return draws
-            return self._reject_outside(cond, draws, latent, round_size)
+            return self._reject_outside(cond, draws, latent, round_size, threads)
 
-    def _flow_draws(self, cond: torch.Tensor, n_samples: int, latent) -> np.ndarray:
-        """Draws for conditions ``cond``; ``latent(n_sets)`` gives their base draws."""
+    def _flow_draws(self, cond: torch.Tensor, n_samples: int, latent,
+                    threads: int = 1) -> np.ndarray:
+        """Draws for conditions ``cond``; ``latent(n_sets)`` gives their base draws.
+
+        Chunks of data sets are drawn on ``threads`` threads; their base draws are
+        taken here, in order, so the draws do not depend on the number of threads.
+        """
         out = np.empty((len(cond), n_samples, self.n_params_))
         chunk = _DRAWS_PER_CHUNK.get(self.device_.type, 2**16)
         per_chunk = max(1, chunk // n_samples)
-        for start in range(0, len(cond), per_chunk):
-            c = cond[start : start + per_chunk]
-            z = latent(len(c))
+
+        def jobs():
+            for start in range(0, len(cond), per_chunk):
+                c = cond[start : start + per_chunk]
+                yield start, c, latent(len(c))
+
+        def fill(start: int, c: torch.Tensor, z: torch.Tensor) -> None:
             for s in range(0, n_samples, chunk):
                 u, _ = self.network_.sample(z[:, s : s + chunk].to(self.device_), c)
                 theta = self._theta_transform.inverse(u.to("cpu", torch.float64))
                 out[start : start + len(c), s : s + chunk] = theta.numpy()
+
+        tu.run_chunks(fill, jobs(), threads)
         return out
 
     def _inside(self, theta: np.ndarray) -> np.ndarray:
@@ -470,7 +483,7 @@ class CINNPosteriorEstimator(
         lower, upper = self._fitted_support()
         return np.all((theta > lower) & (theta < upper), axis=-1)
 
-    def _reject_outside(self, cond, draws, latent, round_size) -> np.ndarray:
+    def _reject_outside(self, cond, draws, latent, round_size, threads: int) -> np.ndarray:
         """Rejection sampling: keep the draws inside the support, draw again for the rest."""
         n_sets, n_samples, _ = draws.shape
         inside = self._inside(draws)
@@ -502,7 +515,7 @@ class CINNPosteriorEstimator(
             for size in np.unique(sizes).astype(int):
                 group = todo[sizes == size]
                 new = self._flow_draws(cond[torch.as_tensor(group)], size,
-                                       lambda n, s=size, r=round_: latent(n, s, r))
+                                       lambda n, s=size, r=round_: latent(n, s, r), threads)
                 ok = self._inside(new)
                 for j, i in enumerate(group):
                     kept = new[j, ok[j]][: n_samples - filled[i]]
@@ -634,10 +647,10 @@ class CINNPosteriorEstimator(
             z = torch.randn(n_draws, self.n_params_, generator=gen)
         return z.expand(n_sets, *z.shape)
 
-    def _log_acceptance(self, cond: torch.Tensor) -> np.ndarray:
+    def _log_acceptance(self, cond: torch.Tensor, threads: int) -> np.ndarray:
         """log P(draw inside the support | X) per condition (``support_="reject"``)."""
         draws = self._flow_draws(cond, ACCEPTANCE_DRAWS,
-                                 lambda n: self._fixed_latent(n, ACCEPTANCE_DRAWS, 1))
+                                 lambda n: self._fixed_latent(n, ACCEPTANCE_DRAWS, 1), threads)
         accepted = self._inside(draws).sum(axis=1)
         return np.log(np.maximum(accepted, 1) / ACCEPTANCE_DRAWS)
 
@@ -663,7 +676,7 @@ class CINNPosteriorEstimator(
         theta, _ = self._validate_theta(y, len(data), reset=False)
         u, ladj = self._theta_transform(torch.tensor(theta))
         u = u.float()
-        with self._inference():
+        with self._inference() as threads:
             cond = self._conditions(data)  # once: the acceptance below reuses it
             logq = torch.cat([
                 self.network_.flow.log_prob(u[s : s + 4096].to(self.device_),
@@ -672,7 +685,8 @@ class CINNPosteriorEstimator(
             ])
             out = tu.to_numpy(logq) + ladj.numpy()
             if self._rejects:
-                out = np.where(self._inside(theta), out - self._log_acceptance(cond), -np.inf)
+                out = np.where(self._inside(theta), out - self._log_acceptance(cond, threads),
+                               -np.inf)
         return out
 
     def check_calibration(

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import pickle
 import re
+import threading
 import warnings
 
 import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy import stats
 from scipy.integrate import trapezoid
 from sklearn.base import clone
@@ -323,6 +325,59 @@ def test_sample_posterior_seed(est_flat, flat):
     np.testing.assert_array_equal(first, est_flat.sample_posterior(X[:6], 13, random_state=5))
     other = est_flat.sample_posterior(X[:6], 13, random_state=6)
     assert not np.any(first == other)
+
+
+def test_draws_do_not_depend_on_the_number_of_threads(est_3d, sets3d, est_bounded):
+    """Chunks of data sets are drawn on as many threads as torch allows the caller; the
+    draws, predictions and densities are the same for one thread as for two, and the
+    caller's setting is left as it was."""
+    X, theta = sets3d
+    X = np.concatenate([X] * 3)[:70]  # 70 sets x 300 draws: six chunks of 4,096 draws
+
+    def results():
+        return (est_3d.sample_posterior(X, 300, random_state=3), est_3d.predict(X),
+                est_bounded.sample_posterior(np.full((9, 3), 0.5), 2000, random_state=1))
+
+    one = results()
+    torch.set_num_threads(2)
+    try:
+        two = results()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_run_chunks_does_every_job_looks_ahead_little_and_raises():
+    """Every job runs once, in inference mode; the job iterator is read at most two
+    jobs per thread ahead of the finished ones; a job's error reaches the caller."""
+    from skcinn._torch_utils import run_chunks
+
+    done, taken = [], []
+    lock = threading.Lock()
+
+    def jobs(n):
+        for i in range(n):
+            with lock:
+                assert len(taken) - len(done) <= 2 * 3 + 3  # submitted + running ones
+                taken.append(i)
+            yield (i,)
+
+    def work(i):
+        assert not torch.is_grad_enabled()
+        with lock:
+            done.append(i)
+
+    run_chunks(work, jobs(50), 3)
+    assert sorted(done) == list(range(50))
+
+    def failing(i):
+        if i == 7:
+            raise ValueError("chunk 7")
+
+    with pytest.raises(ValueError, match="chunk 7"):
+        run_chunks(failing, ((i,) for i in range(40)), 2)
 
 
 def test_predict_is_deterministic(est_flat, flat):

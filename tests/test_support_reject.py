@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 from sklearn.base import clone
 from sklearn.utils._param_validation import InvalidParameterError
@@ -51,6 +52,27 @@ def test_draws_lie_inside_and_are_reproducible(fitted_2d):
     # the flow itself is unbounded: without rejection, draws would leave the box
     lower, upper = fitted_2d._theta_transform.lower.numpy(), fitted_2d._theta_transform.upper
     assert np.all(np.isinf(lower)) and np.all(np.isinf(upper.numpy()))
+
+
+def test_rejection_rounds_do_not_depend_on_the_number_of_threads(fitted_2d):
+    """Draws and renormalised densities are the same whether the caller allows torch
+    one thread or two (chunks of data sets then run on two threads)."""
+    X = np.array([[-0.4, 0.5], [0.5, 1.3], [0.5, 0.5], [1.2, -0.2]] * 3)
+    theta = np.full((len(X), 2), 0.3)
+
+    def results():
+        return (fitted_2d.sample_posterior(X, n_samples=3000, random_state=4),
+                fitted_2d.log_posterior(X, theta))
+
+    threads = torch.get_num_threads()
+    one = results()
+    torch.set_num_threads(2)
+    try:
+        two = results()
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_truncated_normal_recovered_and_density_normalised(fitted_1d):
