@@ -38,7 +38,7 @@ def profile_step(est, model, rng) -> dict:
     theta = model.sample_prior(est.batch_size, rng)
     batch = est._tensors(as_datasets(model.simulate(theta, rng)), theta)
     net = est.network_.train()
-    opt = make_optimizer(net, 1e-9)
+    opt = make_optimizer(list(net.parameters()), 1e-9)
 
     def forward():
         return -net.log_prob(*batch).mean()

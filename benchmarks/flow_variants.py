@@ -197,8 +197,8 @@ def apply(variant: str) -> None:
         summary.DeepSet.__init__ = shallow
     elif variant.startswith("weight_decay="):
         decay = float(variant.split("=", 1)[1])
-        training.make_optimizer = lambda model, lr: torch.optim.AdamW(
-            model.parameters(), lr=lr, weight_decay=decay)
+        training.make_optimizer = lambda params, lr: torch.optim.AdamW(
+            params, lr=lr, weight_decay=decay)
     elif variant.startswith("adaptive="):
         factor, reductions = variant.split("=", 1)[1].split(",")
         training.ADAPTIVE_FACTOR, training.ADAPTIVE_REDUCTIONS = float(factor), int(reductions)

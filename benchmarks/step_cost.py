@@ -4,10 +4,12 @@ weight average, on the SBI benchmark tasks' own training pairs.
     python benchmarks/step_cost.py two_moons gaussian_mean
 
 writes ``benchmarks/results/step_cost.json``. One torch thread; the estimator's default
-network, built by a one-epoch fit on 10,000 pairs; batches of 128 as in training. The
-clipping is timed both ways, interleaved in the same run: ``training.clip_gradients``
-and ``torch.nn.utils.clip_grad_norm_`` (what training used before). Milliseconds per
-step, the median of five rounds of 60 steps.
+network, built by a one-epoch fit on 10,000 pairs; batches of 128 as in training. Three
+ways, interleaved in the same run: ``flat``, as training runs now (the parameters as
+views of one tensor, ``skcinn._flat_parameters``, with ``training.clip_gradients``);
+``clip_gradients``, the same per parameter tensor (what training did before); and
+``clip_grad_norm_``, per tensor with ``torch.nn.utils.clip_grad_norm_`` (before that).
+Milliseconds per step, the median of five rounds of 60 steps.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sbibm_harness import TASKS, task_seed  # noqa: E402
 
 from skcinn import CINNPosteriorEstimator, _fitting  # noqa: E402
+from skcinn._flat_parameters import FlatParameters  # noqa: E402
 from skcinn.training import (  # noqa: E402
     WeightAverage,
     batch_log_prob,
@@ -59,10 +62,14 @@ def _trained_parts(task_name: str):
     return est.network_.train(), seen["tensors"]
 
 
-def _steps(model, data, clip, n: int, gen) -> dict[str, float]:
-    """Milliseconds per step in each phase over ``n`` steps."""
+def _steps(model, data, clip, n: int, gen, flatten: bool = False) -> dict[str, float]:
+    """Milliseconds per step in each phase over ``n`` steps; ``flatten``: the
+    parameters as views of one tensor, as training holds them."""
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer, average = make_optimizer(model, 1e-4), WeightAverage(model, 0.99)
+    flat = FlatParameters(params) if flatten else None
+    if flat is not None:
+        params = [flat.parameter]
+    optimizer, average = make_optimizer(params, 1e-4), WeightAverage(model, 0.99)
     totals = dict.fromkeys(PHASES, 0.0)
     order = torch.randperm(len(data[0]), generator=gen)[: n * 128]
     for index in order.split(128):
@@ -70,7 +77,7 @@ def _steps(model, data, clip, n: int, gen) -> dict[str, float]:
         t0 = time.perf_counter()
         loss = -batch_log_prob(model, batch).mean()
         t1 = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=not flatten)
         loss.backward()
         t2 = time.perf_counter()
         clip(params)
@@ -82,6 +89,8 @@ def _steps(model, data, clip, n: int, gen) -> dict[str, float]:
         t5 = time.perf_counter()
         for phase, a, b in zip(PHASES, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5), strict=True):
             totals[phase] += b - a
+    if flat is not None:
+        flat.release()
     return {phase: 1e3 * total / n for phase, total in totals.items()}
 
 
@@ -92,19 +101,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    clips = {
-        "clip_gradients": lambda params: clip_gradients(params, 5.0),
-        "clip_grad_norm_": lambda params: torch.isfinite(
-            nn.utils.clip_grad_norm_(params, 5.0)).item(),
+    variants = {  # name: (clipping, parameters flattened)
+        "clip_gradients": (lambda params: clip_gradients(params, 5.0), False),
+        "clip_grad_norm_": (lambda params: torch.isfinite(
+            nn.utils.clip_grad_norm_(params, 5.0)).item(), False),
+        "flat": (lambda params: clip_gradients(params, 5.0), True),
     }
     results = {}
     for task in args.tasks:
         model, data = _trained_parts(task)
         gen = torch.Generator().manual_seed(0)
-        rounds = {name: [] for name in clips}
+        rounds = {name: [] for name in variants}
         for _ in range(args.rounds + 1):  # the first round warms up, not recorded
-            for name, clip in clips.items():
-                rounds[name].append(_steps(model, data, clip, args.steps, gen))
+            for name, (clipping, flatten) in variants.items():
+                rounds[name].append(_steps(model, data, clipping, args.steps, gen, flatten))
         results[task] = {
             name: {phase: round(statistics.median(r[phase] for r in runs[1:]), 3)
                    for phase in PHASES} | {"step": round(statistics.median(

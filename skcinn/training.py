@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ._flat_parameters import FlatParameters
+
 ADAPTIVE_FACTOR = 5.0  # learning_rate="adaptive": the rate is divided by this on a plateau
 ADAPTIVE_REDUCTIONS = 3  # ... this many times; the next plateau ends training
 PLATEAU_STEPS = 175  # and a plateau spans at least this many steps (short epochs of small
@@ -163,16 +165,19 @@ def clip_gradients(params: list[torch.Tensor], max_norm: float) -> bool:
 
 
 def _epoch(model, optimizer, scheduler, data: Tensors, config, gen, device, history,
-           average: WeightAverage) -> float:
-    """One pass over ``data``; returns the mean training loss of the applied batches."""
+           average: WeightAverage, flat: bool) -> float:
+    """One pass over ``data``; returns the mean training loss of the applied batches.
+
+    ``flat``: the optimiser holds one flat parameter whose gradient stays allocated.
+    """
     n = len(data[0])
     order = torch.randperm(n, generator=gen, device=data[0].device)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     losses = []
     for index in order.split(config.batch_size):
         batch = _to(tuple(t[index] for t in data), device)
         loss = -batch_log_prob(model, batch).mean()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=not flat)
         if torch.isfinite(loss):
             loss.backward()
             if clip_gradients(params, config.clip_norm):
@@ -192,12 +197,12 @@ def _epoch(model, optimizer, scheduler, data: Tensors, config, gen, device, hist
     return sum(losses) / len(losses)
 
 
-def make_optimizer(model: nn.Module, learning_rate: float) -> torch.optim.Optimizer:
+def make_optimizer(params: list[torch.Tensor], learning_rate: float) -> torch.optim.Optimizer:
     """Adam, fused where torch supports it (about 4x faster steps for small networks)."""
     try:
-        return torch.optim.Adam(model.parameters(), lr=learning_rate, fused=True)
+        return torch.optim.Adam(params, lr=learning_rate, fused=True)
     except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(model.parameters(), lr=learning_rate)
+        return torch.optim.Adam(params, lr=learning_rate)
 
 
 @dataclass
@@ -282,7 +287,21 @@ def train(
     with the last average. The trained weights go on from where they were.
     """
     start = time.perf_counter()
-    optimizer = make_optimizer(model, config.learning_rate)
+    flat = FlatParameters.of([p for p in model.parameters() if p.requires_grad])
+    try:
+        return _train(model, data, validation, config, gen, device, refresh, resume,
+                      checkpoint, flat, start)
+    finally:
+        if flat is not None:
+            flat.release()
+
+
+def _train(model, data, validation, config, gen, device, refresh, resume, checkpoint,
+           flat: FlatParameters | None, start: float) -> History:
+    """:func:`train` with the parameters flattened (where ``flat`` is not None)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(params if flat is None else [flat.parameter],
+                               config.learning_rate)
     state = _State(History())
     per_epoch = math.ceil(len(data[0]) / config.batch_size)  # optimisation steps
     patience = config.n_iter_no_change
@@ -299,9 +318,9 @@ def train(
             optimizer, lambda t: state.scale * state.anneal)
     anneal_epochs = (math.ceil(ANNEAL_FRACTION * config.max_iter)
                      if config.schedule == "adaptive" else 0)
-    average = WeightAverage(model, config.ema_decay)
+    average = WeightAverage(model, config.ema_decay)  # after flattening: of the views
     if resume is not None:
-        state = _restore(resume, optimizer, scheduler, gen, average)
+        state = _restore(resume, optimizer, scheduler, gen, average, flat)
     history = state.history
     first = history.n_iter
     bar = _progress_bar(config, first)
@@ -317,7 +336,7 @@ def train(
                     _set_rate(state, optimizer, config)
                 tick = time.perf_counter()
                 loss = _epoch(model, optimizer, scheduler, data, config, gen, device, history,
-                              average)
+                              average, flat is not None)
                 _record(history, loss, optimizer, tick)
                 score = -loss
                 with average.applied():  # judged, and kept as the best, averaged
@@ -330,7 +349,8 @@ def train(
                 if stop is not None and config.schedule == "adaptive":
                     stop = _lower_rate(state, optimizer, config)
                 if checkpoint is not None:
-                    checkpoint(_snapshot(state, model, optimizer, scheduler, gen, average))
+                    checkpoint(_snapshot(state, model, optimizer, scheduler, gen, average,
+                                         flat))
                 if stop is None and config.max_time is not None and (
                     time.perf_counter() - start > config.max_time
                 ):
@@ -410,20 +430,29 @@ def _cpu(tree):
     return tree
 
 
-def _snapshot(state: _State, model, optimizer, scheduler, gen, average: WeightAverage) -> dict:
-    """The resumable training state, on the CPU, as plain data and tensors."""
+def _snapshot(state: _State, model, optimizer, scheduler, gen, average: WeightAverage,
+              flat: FlatParameters | None) -> dict:
+    """The resumable training state, on the CPU, as plain data and tensors (the
+    optimiser's state per parameter, whether or not they were flattened)."""
     history = {k: v for k, v in vars(state.history).items()}
+    optimizer_state = optimizer.state_dict()
+    if flat is not None:
+        optimizer_state = flat.per_parameter_state(optimizer_state)
     return _cpu({
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "model": model.state_dict(), "optimizer": optimizer_state,
         "scheduler": scheduler.state_dict(), "generator": gen.get_state(),
         "best_state": state.best_state, "stale": state.stale, "history": history,
         "scale": state.scale, "reductions": state.reductions, "average": average.state(),
     })
 
 
-def _restore(resume: dict, optimizer, scheduler, gen, average: WeightAverage) -> _State:
+def _restore(resume: dict, optimizer, scheduler, gen, average: WeightAverage,
+             flat: FlatParameters | None) -> _State:
     """Load a :func:`_snapshot` into the optimiser, schedule, generator and average."""
-    optimizer.load_state_dict(resume["optimizer"])
+    optimizer_state = resume["optimizer"]
+    if flat is not None:
+        optimizer_state = flat.flat_state(optimizer_state)
+    optimizer.load_state_dict(optimizer_state)
     scheduler.load_state_dict(resume["scheduler"])
     gen.set_state(resume["generator"])
     if average.weights and resume.get("average") is not None:

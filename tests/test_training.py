@@ -221,3 +221,70 @@ def test_validation_judges_and_keeps_the_average():
     # the restored weights are those whose validation score was the best one
     kept = model.log_prob(*validation).mean().item()
     assert kept == pytest.approx(history.best_score, abs=1e-6)
+
+
+class Regression(nn.Module):
+    """log N(theta; f(x), 1) with a small MLP f: parameter tensors of several shapes."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.f = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))
+
+    def log_prob(self, theta, x):
+        return -0.5 * ((theta - self.f(x)) ** 2).sum(-1)
+
+
+def _regression_run(monkeypatch, flatten: bool, resume=None, snapshots=None):
+    if not flatten:
+        monkeypatch.setattr(training.FlatParameters, "of", lambda params: None)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 1, generator=gen)
+    data = (x.sin() + 0.1 * torch.randn(256, 1, generator=gen), x)
+    model = Regression()
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+    config = TrainingConfig(max_iter=12, batch_size=32, learning_rate=0.01)
+    history = train(model, data, None, config, torch.Generator().manual_seed(1),
+                    torch.device("cpu"), resume=resume,
+                    checkpoint=None if snapshots is None else snapshots.append)
+    monkeypatch.undo()
+    return model, history
+
+
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_flattened_parameters_train_bit_for_bit_as_separate_ones(monkeypatch):
+    """Training holds the parameters as views of one tensor (one Adam, clipping and
+    zeroing operation per step); the weights and losses are exactly those of per-tensor
+    updates, and afterwards every parameter has its own storage and no gradient."""
+    flat, flat_history = _regression_run(monkeypatch, flatten=True)
+    separate, separate_history = _regression_run(monkeypatch, flatten=False)
+    assert flat_history.loss_curve == separate_history.loss_curve
+    assert flat_history.loss_curve[-1] < 0.6 * flat_history.loss_curve[0]  # it learns
+    assert _same_weights(flat, separate)
+    for p in flat.parameters():
+        assert p.grad is None
+        assert p.untyped_storage().nbytes() == p.numel() * p.element_size()
+
+
+@pytest.mark.parametrize("first, then", [(True, False), (False, True)])
+def test_checkpoints_resume_whether_or_not_parameters_are_flattened(monkeypatch, first, then):
+    """Checkpoints keep the optimiser state per parameter tensor: one written by a
+    flattened training resumes per tensor and the other way round, to the same weights
+    as an uninterrupted run."""
+    snapshots = []
+    straight, _ = _regression_run(monkeypatch, flatten=first, snapshots=snapshots)
+    state = snapshots[4]["optimizer"]
+    assert len(state["state"]) == len(list(straight.parameters()))
+    resumed, history = _regression_run(monkeypatch, flatten=then, resume=snapshots[4])
+    assert history.n_iter == 12
+    assert _same_weights(resumed, straight)
+
+
+def test_parameters_of_several_dtypes_are_not_flattened():
+    params = [nn.Parameter(torch.zeros(3)), nn.Parameter(torch.zeros(2, dtype=torch.float64))]
+    assert training.FlatParameters.of(params) is None
+    assert training.FlatParameters.of([]) is None
