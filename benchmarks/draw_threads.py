@@ -21,11 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sbibm_harness import TASKS, task_seed  # noqa: E402
+from sbibm_harness import TASKS, amortization_sets, prior_box, training_pairs  # noqa: E402
 
 from skcinn import CINNPosteriorEstimator, _torch_utils  # noqa: E402
 
@@ -37,17 +36,10 @@ SPIN = "import time\nt = time.time()\nwhile time.time() - t < {}: pass"
 
 def _fitted(task_name: str):
     task = TASKS[task_name]()
-    rng = np.random.default_rng([0, 10_000, task_seed(task.name)])
-    theta = task.sample_prior(10_000, rng)
-    x = task.simulate(theta, rng)
-    options = {}
-    if task.prior_kind == "uniform":
-        box = task.prior_arrays()
-        options["parameter_bounds"] = list(zip(box["prior_low"], box["prior_high"],
-                                               strict=True))
+    theta, x = training_pairs(task, 10_000, 0)
+    options = {"parameter_bounds": prior_box(task)} if task.prior_kind == "uniform" else {}
     est = CINNPosteriorEstimator(max_iter=5, random_state=0, **options).fit(x, theta)
-    rng_amort = np.random.default_rng([0, 1, task_seed(task.name)])
-    return est, task.simulate(task.sample_prior(1000, rng_amort), rng_amort)
+    return est, amortization_sets(task, 0, 1000)
 
 
 def _seconds(est, X, caller: int, intra: int) -> float:

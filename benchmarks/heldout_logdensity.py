@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sbibm_harness import TASKS, task_seed  # noqa: E402
+from sbibm_harness import TASKS, amortization_sets, prior_box, training_pairs  # noqa: E402
 
 from skcinn import CINNPosteriorEstimator  # noqa: E402
 
@@ -54,25 +54,20 @@ def main() -> None:
 
         flow_variants.apply(args.variant)
     task = TASKS[args.task]()
-    rng = np.random.default_rng([args.seed, args.budget, task_seed(task.name)])
-    theta = task.sample_prior(args.budget, rng)
-    x = task.simulate(theta, rng)
+    theta, x = training_pairs(task, args.budget, args.seed)
     options = {k: tuple(v) if isinstance(v, list) else v
                for k, v in json.loads(args.options).items()}
     if args.bounded:
         if task.prior_kind != "uniform":
             parser.error(f"--bounded needs a uniform prior; {args.task}'s is {task.prior_kind}")
-        box = task.prior_arrays()
-        options["parameter_bounds"] = list(zip(box["prior_low"], box["prior_high"],
-                                               strict=True))
+        options["parameter_bounds"] = prior_box(task)
     est = CINNPosteriorEstimator(random_state=0, **options)
     start, cpu = time.perf_counter(), time.process_time()
     est.fit(x, theta)
     fit_s, fit_cpu_s = time.perf_counter() - start, time.process_time() - cpu
     draws_cpu_s = None
     if args.draws:  # the harness's amortisation sets (its seeding)
-        rng_amort = np.random.default_rng([args.seed, 1, task_seed(task.name)])
-        x_amort = task.simulate(task.sample_prior(1000, rng_amort), rng_amort)
+        x_amort = amortization_sets(task, args.seed, 1000)
         cpu = time.process_time()
         est.sample_posterior(x_amort, n_samples=1000, random_state=2)
         draws_cpu_s = round(time.process_time() - cpu, 2)

@@ -354,17 +354,35 @@ def task_seed(name: str) -> int:
     return zlib.crc32(name.encode())
 
 
+def training_pairs(task: Task, budget: int, seed: int) -> tuple[np.ndarray, object]:
+    """The (theta, x) every method of a run trains on (also used by the other scripts
+    in benchmarks/, so that they measure on the same pairs)."""
+    rng = np.random.default_rng([seed, budget, task_seed(task.name)])
+    theta = task.sample_prior(budget, rng)
+    return theta, task.simulate(theta, rng)
+
+
+def amortization_sets(task: Task, seed: int, n: int = N_AMORTIZED_SETS):
+    """The data sets whose n x 1,000 draws are timed in one call."""
+    rng = np.random.default_rng([seed, 1, task_seed(task.name)])
+    return task.simulate(task.sample_prior(n, rng), rng)
+
+
+def prior_box(task: Task) -> list[tuple[float, float]]:
+    """A uniform prior's box as ``parameter_bounds``."""
+    box = task.prior_arrays()
+    return [(float(lo), float(hi)) for lo, hi in zip(box["prior_low"], box["prior_high"],
+                                                      strict=True)]
+
+
 def write_task_data(task: Task, budget: int, seed: int, x_obs, path: Path, *,
                     n_draws: int = N_REFERENCE, n_amortized: int = N_AMORTIZED_SETS,
                     n_amortized_draws: int = N_AMORTIZED_DRAWS) -> dict:
     """Simulate the training pairs and the amortisation sets; write the npz for runners."""
-    rng = np.random.default_rng([seed, budget, task_seed(task.name)])
     t0 = time.perf_counter()
-    theta = task.sample_prior(budget, rng)
-    x = task.simulate(theta, rng)
+    theta, x = training_pairs(task, budget, seed)
     simulate_s = time.perf_counter() - t0
-    rng_amort = np.random.default_rng([seed, 1, task_seed(task.name)])
-    x_amort = task.simulate(task.sample_prior(n_amortized, rng_amort), rng_amort)
+    x_amort = amortization_sets(task, seed, n_amortized)
     arrays = {"task": np.array(task.name), "theta": np.asarray(theta, float),
               "prior_kind": np.array(task.prior_kind), "n_draws": np.array(n_draws),
               "n_amortized_draws": np.array(n_amortized_draws), **task.prior_arrays()}

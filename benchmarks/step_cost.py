@@ -21,12 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sbibm_harness import TASKS, task_seed  # noqa: E402
+from sbibm_harness import TASKS, training_pairs  # noqa: E402
 
 from skcinn import CINNPosteriorEstimator, _fitting  # noqa: E402
 from skcinn._flat_parameters import FlatParameters  # noqa: E402
@@ -43,10 +42,7 @@ PHASES = ("forward", "backward", "clip", "adam", "average")
 
 def _trained_parts(task_name: str):
     """The default network after one epoch, and the training tensors it was given."""
-    task = TASKS[task_name]()
-    rng = np.random.default_rng([0, 10_000, task_seed(task.name)])
-    theta = task.sample_prior(10_000, rng)
-    x = task.simulate(theta, rng)
+    theta, x = training_pairs(TASKS[task_name](), 10_000, 0)
     seen = {}
     train = _fitting.train
 
