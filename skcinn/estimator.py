@@ -475,7 +475,7 @@ class CINNPosteriorEstimator(
                 theta = self._theta_transform.inverse(u.to("cpu", torch.float64))
                 out[start : start + len(c), s : s + chunk] = theta.numpy()
 
-        tu.run_chunks(fill, jobs(), threads)
+        tu.run_chunks(fill, jobs(), min(threads, -(-len(cond) // per_chunk)))
         return out
 
     def _inside(self, theta: np.ndarray) -> np.ndarray:
