@@ -454,7 +454,7 @@ class CINNPosteriorEstimator(
             return self._reject_outside(cond, draws, latent, round_size, threads)
 
     def _flow_draws(self, cond: torch.Tensor, n_samples: int, latent,
-                    threads: int = 1) -> np.ndarray:
+                    threads: int) -> np.ndarray:
         """Draws for conditions ``cond``; ``latent(n_sets)`` gives their base draws.
 
         Chunks of data sets are drawn on ``threads`` threads; their base draws are

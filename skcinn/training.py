@@ -157,7 +157,8 @@ def clip_gradients(params: list[torch.Tensor], max_norm: float) -> bool:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return True
-    norm = torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads])).item()
+    joined = grads[0] if len(grads) == 1 else torch.cat([g.reshape(-1) for g in grads])
+    norm = torch.linalg.vector_norm(joined).item()  # one flat gradient: no copy
     finite = math.isfinite(norm)
     if finite and norm > max_norm:
         torch._foreach_mul_(grads, max_norm / (norm + 1e-6))
@@ -287,21 +288,21 @@ def train(
     with the last average. The trained weights go on from where they were.
     """
     start = time.perf_counter()
-    flat = FlatParameters.of([p for p in model.parameters() if p.requires_grad])
+    params = [p for p in model.parameters() if p.requires_grad]
+    flat = FlatParameters.of(params)
     try:
         return _train(model, data, validation, config, gen, device, refresh, resume,
-                      checkpoint, flat, start)
+                      checkpoint, params if flat is None else [flat.parameter], flat, start)
     finally:
         if flat is not None:
             flat.release()
 
 
 def _train(model, data, validation, config, gen, device, refresh, resume, checkpoint,
-           flat: FlatParameters | None, start: float) -> History:
-    """:func:`train` with the parameters flattened (where ``flat`` is not None)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(params if flat is None else [flat.parameter],
-                               config.learning_rate)
+           params: list[torch.Tensor], flat: FlatParameters | None, start: float) -> History:
+    """:func:`train` optimising ``params``: the model's, or the one flat parameter
+    that holds them all (``flat``)."""
+    optimizer = make_optimizer(params, config.learning_rate)
     state = _State(History())
     per_epoch = math.ceil(len(data[0]) / config.batch_size)  # optimisation steps
     patience = config.n_iter_no_change
