@@ -108,12 +108,26 @@ class ConditionalMLP(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         h = self.bias  # context term first: it is small (one row per data set)
         if self.c_layer is not None and c is not None:
-            h = self.c_layer(c) + h
+            h = _context_term(c, self.c_layer.weight) + h
         if self.x_layer is None:  # h is broadcast (or the bias itself): not ours to overwrite
             h = silu(h.expand(*x.shape[:-1], h.shape[-1]), fresh=False)
         else:
             h = silu(_plus_linear(h, x, self.x_layer.weight))
         return self.out(self.trunk(h))
+
+
+def _context_term(c: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``c @ weight.T``; without gradient, row by row in a fixed order.
+
+    A matrix product's rounding depends on how many rows it is given (small products
+    take other kernels), which would make a data set's draws depend, in the last bits,
+    on the data sets passed with it. Summing each row's products elementwise does not:
+    draws and ``predict`` of a data set are the same whatever else is in the batch.
+    The context has one row per data set, so this costs little.
+    """
+    if torch.is_grad_enabled():
+        return c @ weight.t()
+    return (c.unsqueeze(-2) * weight).sum(-1)
 
 
 def _plus_linear(h: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
