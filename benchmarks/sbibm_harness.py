@@ -15,6 +15,8 @@ Methods (peers are installed by ``benchmarks/peers/install.sh``):
 * ``skcinn_spline`` -- the same with ``coupling="spline"``.
 * ``skcinn_reject`` -- the same with ``support="reject"`` (a uniform prior's box is kept
   by rejecting draws, not by the probit map).
+* ``skcinn_ensemble`` / ``skcinn_spline_ensemble`` -- a ``PosteriorEnsemble`` of
+  ``ENSEMBLE_SIZE`` such estimators (affine / spline), trained one after the other.
 * ``sbi_maf``    -- sbi ``NPE`` (default MAF), ``.venvs/sbi``.
 * ``sbi_nsf``    -- sbi ``NPE(density_estimator="nsf")``, ``.venvs/sbi``.
 * ``bayesflow``  -- BayesFlow 2 ``BasicWorkflow`` + ``CouplingFlow()``, ``.venvs/bayesflow``.
@@ -78,6 +80,7 @@ N_OBSERVATIONS = 10
 N_REFERENCE = 10_000
 N_AMORTIZED_SETS = 1_000
 N_AMORTIZED_DRAWS = 1_000
+ENSEMBLE_SIZE = 4
 DEFAULT_TASKS = ("two_moons", "slcp", "gaussian_linear", "gaussian_mixture", "bernoulli_glm",
                  "gaussian_mean", "linear_regression")
 DEFAULT_BUDGETS = (1_000, 10_000, 100_000)
@@ -428,6 +431,10 @@ def methods(python: str | None = None) -> dict[str, Method]:
         "skcinn": Method("skcinn", own, "run_skcinn.py", {}),
         "skcinn_spline": Method("skcinn_spline", own, "run_skcinn.py", {"coupling": "spline"}),
         "skcinn_reject": Method("skcinn_reject", own, "run_skcinn.py", {"support": "reject"}),
+        "skcinn_ensemble": Method("skcinn_ensemble", own, "run_skcinn.py",
+                                  {"n_estimators": ENSEMBLE_SIZE}),
+        "skcinn_spline_ensemble": Method("skcinn_spline_ensemble", own, "run_skcinn.py",
+                                         {"coupling": "spline", "n_estimators": ENSEMBLE_SIZE}),
         "sbi_maf": Method("sbi_maf", sbi, "run_sbi.py", {"density_estimator": "maf"}),
         "sbi_nsf": Method("sbi_nsf", sbi, "run_sbi.py", {"density_estimator": "nsf"}),
         "bayesflow": Method("bayesflow", bf, "run_bayesflow.py", {},

@@ -57,6 +57,54 @@ def check_inside_support(theta: np.ndarray, lower, upper, names) -> None:
         )
 
 
+def parameter_names(names, n_params: int) -> np.ndarray:
+    """The given names when there is one per parameter, else ``theta_0, theta_1, ...``."""
+    if names and len(names) == n_params:
+        return np.asarray(names, dtype=object)
+    return np.asarray([f"theta_{i}" for i in range(n_params)], dtype=object)
+
+
+def narrowed_support(lower, upper, bounds, names) -> tuple[np.ndarray, np.ndarray]:
+    """The support ``(lower, upper)`` narrowed by ``bounds`` (``parameter_bounds``: one
+    ``(low, high)`` pair per parameter, or a dict by name; ``None`` for an open end)."""
+    lower = np.array(lower, dtype=np.float64)
+    upper = np.array(upper, dtype=np.float64)
+    if bounds is None:
+        return lower, upper
+    names = list(names)
+    if isinstance(bounds, dict):
+        unknown = sorted(str(k) for k in bounds if k not in names)
+        if unknown:
+            raise ValueError(
+                f"parameter_bounds names {unknown}, which are not parameters; the "
+                f"parameters are {names}."
+            )
+        pairs = [bounds.get(name, (None, None)) for name in names]
+    else:
+        pairs = list(bounds)
+    try:
+        given = np.array(
+            [[np.nan if v is None else v for v in pair] for pair in pairs], dtype=np.float64
+        )
+    except (TypeError, ValueError):
+        given = None
+    if given is None or given.shape != (len(names), 2):
+        raise ValueError(
+            f"parameter_bounds must give one (low, high) pair per parameter ({len(names)}), "
+            "or be a dict {name: (low, high)}; use None for an open end."
+        )
+    lower = np.fmax(lower, np.where(np.isnan(given[:, 0]), -np.inf, given[:, 0]))
+    upper = np.fmin(upper, np.where(np.isnan(given[:, 1]), np.inf, given[:, 1]))
+    empty = ~(lower < upper)
+    if empty.any():
+        i = int(np.argmax(empty))
+        raise ValueError(
+            f"parameter_bounds leave {names[i]} no room: its support would be "
+            f"({lower[i]}, {upper[i]})."
+        )
+    return lower, upper
+
+
 class TrainingMixin:
     """Training machinery of the estimator (see :class:`~skcinn.CINNPosteriorEstimator`)."""
 
@@ -73,43 +121,7 @@ class TrainingMixin:
 
     def _narrowed_support(self, lower, upper) -> tuple[np.ndarray, np.ndarray]:
         """The prior's support (unbounded for given pairs) narrowed by ``parameter_bounds``."""
-        lower = np.array(lower, dtype=np.float64)
-        upper = np.array(upper, dtype=np.float64)
-        bounds = self.parameter_bounds
-        if bounds is None:
-            return lower, upper
-        names = list(self.parameter_names_)
-        if isinstance(bounds, dict):
-            unknown = sorted(str(k) for k in bounds if k not in names)
-            if unknown:
-                raise ValueError(
-                    f"parameter_bounds names {unknown}, which are not parameters; the "
-                    f"parameters are {names}."
-                )
-            pairs = [bounds.get(name, (None, None)) for name in names]
-        else:
-            pairs = list(bounds)
-        try:
-            given = np.array(
-                [[np.nan if v is None else v for v in pair] for pair in pairs], dtype=np.float64
-            )
-        except (TypeError, ValueError):
-            given = None
-        if given is None or given.shape != (len(names), 2):
-            raise ValueError(
-                f"parameter_bounds must give one (low, high) pair per parameter ({len(names)}), "
-                "or be a dict {name: (low, high)}; use None for an open end."
-            )
-        lower = np.fmax(lower, np.where(np.isnan(given[:, 0]), -np.inf, given[:, 0]))
-        upper = np.fmin(upper, np.where(np.isnan(given[:, 1]), np.inf, given[:, 1]))
-        empty = ~(lower < upper)
-        if empty.any():
-            i = int(np.argmax(empty))
-            raise ValueError(
-                f"parameter_bounds leave {names[i]} no room: its support would be "
-                f"({lower[i]}, {upper[i]})."
-            )
-        return lower, upper
+        return narrowed_support(lower, upper, self.parameter_bounds, self.parameter_names_)
 
     def _validate_pairs(self, X, y, reset: bool):
         """Checked (data, theta, whether y was 1-D, parameter names) of given pairs."""
@@ -245,10 +257,7 @@ class TrainingMixin:
         n_params = theta.shape[1]
         self.n_params_ = n_params
         self.input_rank_ = data.rank
-        self.parameter_names_ = np.asarray(
-            names if names and len(names) == n_params else [f"theta_{i}" for i in range(n_params)],
-            dtype=object,
-        )
+        self.parameter_names_ = parameter_names(names, n_params)
         lower, upper = self._narrowed_support(lower, upper)
         check_inside_support(theta, lower, upper, self.parameter_names_)
         summary = self._resolve_summary(data.rank)

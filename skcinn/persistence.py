@@ -19,6 +19,11 @@ File layout (format version 1)::
      "torch_version": str, "params": {name: plain data}, "state": {name: plain data or
      tensors}, "numpy": [{"path": [...], "kind": "array" | "scalar", "dtype": str,
      "shape": [...]}]}
+
+A :class:`~skcinn.PosteriorEnsemble` is saved as the same stamp with ``"kind":
+"PosteriorEnsemble"``, its own ``"params"`` (without ``estimator``), ``"estimator"``
+(the base estimator's parameters, or None), ``"state"`` (``fit_time_``) and
+``"members"``: one single-estimator payload, as above, per member.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
+from .ensemble import PosteriorEnsemble
 from .estimator import CINNPosteriorEstimator
 
 __all__ = ["FORMAT_VERSION", "load", "save"]
@@ -45,6 +51,7 @@ _PLAIN_TYPES = (type(None), bool, int, float, str)
 _NUMERIC_KINDS = "biufc"  # numpy dtype kinds stored as tensors
 _STRING_KINDS = "OU"  # numpy dtype kinds stored as lists of str
 _ZIP_MAGIC = b"PK\x03\x04"  # every torch.save file is a zip archive
+_STAMP = ("format", "format_version", "skcinn_version", "torch_version")
 
 
 # -------------------------------------------------------------------------- encoding
@@ -221,7 +228,7 @@ def _to_array(value: Any, dtype: np.dtype, entry: dict) -> np.ndarray:
 # ---------------------------------------------------------------------------- public
 
 
-def save(estimator: CINNPosteriorEstimator, path: str | os.PathLike) -> None:
+def save(estimator: CINNPosteriorEstimator | PosteriorEnsemble, path: str | os.PathLike) -> None:
     """Save a fitted estimator to a portable file that loads without running code.
 
     The file, written with :func:`torch.save`, holds only plain data and CPU tensors:
@@ -232,9 +239,10 @@ def save(estimator: CINNPosteriorEstimator, path: str | os.PathLike) -> None:
 
     Parameters
     ----------
-    estimator : CINNPosteriorEstimator
-        A fitted estimator. A ``numpy.random.RandomState`` as ``random_state`` is not
-        plain data: it is stored as ``None`` (with a warning).
+    estimator : CINNPosteriorEstimator or PosteriorEnsemble
+        A fitted estimator, or a fitted ensemble of them (saved member by member). A
+        ``numpy.random.RandomState`` as ``random_state`` is not plain data: it is stored
+        as ``None`` (with a warning).
     path : str or os.PathLike
         Where to write the file (replaced if it exists). ``".skcinn"`` is a good suffix.
 
@@ -246,8 +254,9 @@ def save(estimator: CINNPosteriorEstimator, path: str | os.PathLike) -> None:
     Raises
     ------
     TypeError
-        If ``estimator`` is not a :class:`~skcinn.CINNPosteriorEstimator` (subclasses are
-        refused, as they would load as the base class), or a
+        If ``estimator`` is not a :class:`~skcinn.CINNPosteriorEstimator` or a
+        :class:`~skcinn.PosteriorEnsemble` of them (subclasses are refused, as they
+        would load as the base class), or a
         parameter or fitted attribute is not plain data (the message names it).
     sklearn.exceptions.NotFittedError
         If ``estimator`` is not fitted.
@@ -278,15 +287,24 @@ def save(estimator: CINNPosteriorEstimator, path: str | os.PathLike) -> None:
     >>> skcinn.load(path).predict(X[:2]).shape
     (2, 1)
     """
+    if type(estimator) is PosteriorEnsemble:
+        check_is_fitted(estimator, "estimators_")
+        payload = _ensemble_payload(estimator)
+    else:
+        _check_savable(estimator)
+        check_is_fitted(estimator, "network_")
+        payload = _payload(estimator)
+    _atomic_save(payload, os.fsdecode(os.fspath(path)))
+
+
+def _check_savable(estimator) -> None:
     if type(estimator) is not CINNPosteriorEstimator:
         # a subclass would come back as the base class: refuse rather than change its type
         raise TypeError(
-            "skcinn.save expects a fitted CINNPosteriorEstimator; got a "
-            f"{type(estimator).__module__}.{type(estimator).__qualname__}. Use pickle or "
-            "joblib (trusted files only) for other objects, subclasses included."
+            "skcinn.save expects a fitted CINNPosteriorEstimator or PosteriorEnsemble of "
+            f"them; got a {type(estimator).__module__}.{type(estimator).__qualname__}. Use "
+            "pickle or joblib (trusted files only) for other objects, subclasses included."
         )
-    check_is_fitted(estimator, "network_")
-    _atomic_save(_payload(estimator), os.fsdecode(os.fspath(path)))
 
 
 def _payload(estimator: CINNPosteriorEstimator) -> dict:
@@ -308,6 +326,27 @@ def _payload(estimator: CINNPosteriorEstimator) -> dict:
         "numpy": record,
     }
     return payload
+
+
+def _ensemble_payload(ensemble: PosteriorEnsemble) -> dict:
+    """An ensemble's file: its parameters, its base estimator's, and one payload per
+    member (each as :func:`save` writes a single estimator)."""
+    params = ensemble.get_params(deep=False)
+    base = params.pop("estimator")
+    if base is not None:
+        _check_savable(base)
+    for member in ensemble.estimators_:
+        _check_savable(member)
+    members = [_payload(member) for member in ensemble.estimators_]
+    return {
+        **{key: members[0][key] for key in _STAMP},
+        "kind": "PosteriorEnsemble",
+        "params": _encode_params(params),
+        "estimator": None if base is None else _encode_params(base.get_params(deep=False)),
+        "state": {"fit_time_": float(ensemble.fit_time_)},
+        "numpy": [],
+        "members": members,
+    }
 
 
 def save_checkpoint(estimator: CINNPosteriorEstimator, training: dict, path) -> None:
@@ -350,7 +389,7 @@ def _atomic_save(payload: dict, path: str) -> None:
         raise
 
 
-def load(path: str | os.PathLike) -> CINNPosteriorEstimator:
+def load(path: str | os.PathLike) -> CINNPosteriorEstimator | PosteriorEnsemble:
     """Load an estimator saved with :func:`save`, without running any code from the file.
 
     The file is read with ``torch.load(weights_only=True)``, which builds nothing but
@@ -367,9 +406,9 @@ def load(path: str | os.PathLike) -> CINNPosteriorEstimator:
 
     Returns
     -------
-    CINNPosteriorEstimator
-        The fitted estimator, ready for ``sample_posterior``, ``predict`` and further
-        ``fit`` calls.
+    CINNPosteriorEstimator or PosteriorEnsemble
+        The fitted estimator (or ensemble), ready for ``sample_posterior``, ``predict``
+        and further ``fit`` calls.
 
     Raises
     ------
@@ -408,7 +447,35 @@ def load(path: str | os.PathLike) -> CINNPosteriorEstimator:
     path = os.fsdecode(os.fspath(path))
     where = f"The file {path!r}"
     payload = _read(path, where)
+    if isinstance(payload, dict) and payload.get("kind") == "PosteriorEnsemble":
+        return _ensemble_from_payload(payload, where)
     return _from_payload(payload, where)
+
+
+def _ensemble_from_payload(payload: dict, where: str) -> PosteriorEnsemble:
+    """Rebuild an ensemble: its members as single estimators, then itself around them."""
+    params, state = _check_payload(payload, where, PosteriorEnsemble)
+    members = payload.get("members")
+    base = payload.get("estimator")
+    if not isinstance(members, list) or not members or not (
+        base is None or isinstance(base, dict)
+    ):
+        raise ValueError(
+            f"{where} is corrupted: an ensemble file needs a non-empty list of members and "
+            "its estimator's parameters (or None)."
+        )
+    fitted = [_from_payload(member, f"{where} (member {i})")
+              for i, member in enumerate(members)]
+    try:
+        estimator = None if base is None else CINNPosteriorEstimator(**base)
+        ensemble = PosteriorEnsemble(estimator, **params)
+    except TypeError as exc:
+        raise ValueError(
+            f"{where} is corrupted: its parameters do not fit ({_first_line(exc)})."
+        ) from exc
+    ensemble._adopt(fitted)
+    ensemble.fit_time_ = state.get("fit_time_")
+    return ensemble
 
 
 def _from_payload(payload: Any, where: str) -> CINNPosteriorEstimator:
@@ -462,8 +529,9 @@ def _read(path: str, where: str) -> Any:
         ) from exc
 
 
-def _check_payload(payload: Any, where: str) -> tuple[dict, dict]:
-    """The parameters and encoded state of a payload, after checking its layout."""
+def _check_payload(payload: Any, where: str, cls=CINNPosteriorEstimator) -> tuple[dict, dict]:
+    """The parameters and encoded state of a payload of ``cls``, after checking its
+    layout."""
     from . import __version__
 
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -487,7 +555,7 @@ def _check_payload(payload: Any, where: str) -> tuple[dict, dict]:
                 f"{type(payload.get(name)).__name__}."
             )
     params, state = payload["params"], payload["state"]
-    known = CINNPosteriorEstimator().get_params(deep=False)
+    known = cls().get_params(deep=False)
     unknown = sorted(str(k) for k in params if k not in known)
     if unknown:
         raise ValueError(
@@ -496,11 +564,11 @@ def _check_payload(payload: Any, where: str) -> tuple[dict, dict]:
         )
     # fitted attributes only: nothing that would shadow a method or a parameter
     bad = sorted(str(k) for k in state
-                 if type(k) is not str or k in known or hasattr(CINNPosteriorEstimator, k))
+                 if type(k) is not str or k in known or hasattr(cls, k))
     if bad:
         raise ValueError(
             f"{where} is corrupted: its state sets {bad}, which are not fitted attributes."
         )
-    if "network_" not in state:
+    if cls is CINNPosteriorEstimator and "network_" not in state:
         raise ValueError(f"{where} holds no fitted network (its state lacks 'network_').")
     return params, state

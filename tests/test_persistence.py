@@ -377,8 +377,8 @@ class Subclass(CINNPosteriorEstimator):
 
 
 def test_save_rejects_other_objects(flat_case, tmp_path):
-    with pytest.raises(TypeError, match="expects a fitted CINNPosteriorEstimator; got a "
-                                        "builtins.dict"):
+    with pytest.raises(TypeError, match="expects a fitted CINNPosteriorEstimator or "
+                                        "PosteriorEnsemble of them; got a builtins.dict"):
         skcinn.save({"network_": 1}, tmp_path / "m.skcinn")
     sub = Subclass(**TINY).fit(*flat_case.fit_args)
     with pytest.raises(TypeError, match="got a .*Subclass.*subclasses included"):

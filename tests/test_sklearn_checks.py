@@ -2,7 +2,7 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skcinn import CINNPosteriorEstimator
+from skcinn import CINNPosteriorEstimator, PosteriorEnsemble
 
 # Checks that cannot hold for a posterior estimator, each with its reason. Must not grow.
 EXPECTED_FAILED: dict[str, str] = {}
@@ -13,7 +13,10 @@ SMALL = dict(
 
 
 @parametrize_with_checks(
-    [CINNPosteriorEstimator(**SMALL)],
+    [
+        CINNPosteriorEstimator(**SMALL),
+        PosteriorEnsemble(CINNPosteriorEstimator(**SMALL), n_estimators=2, random_state=0),
+    ],
     expected_failed_checks=lambda est: EXPECTED_FAILED,
     xfail_strict=True,
 )

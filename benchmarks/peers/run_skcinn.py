@@ -1,5 +1,8 @@
 """skcinn runner: ``CINNPosteriorEstimator()`` defaults, ``fit(x, theta)``.
 
+With the option ``n_estimators`` it trains a ``PosteriorEnsemble`` of that many such
+estimators instead (one after the other, on this process's one thread).
+
 A uniform prior's box is passed as ``parameter_bounds`` (as sbi gets the prior), so
 draws stay inside it; ``--options '{"parameter_bounds": null}'`` leaves them out.
 
@@ -29,7 +32,7 @@ def run(args) -> None:
     import numpy as np
     import torch
 
-    from skcinn import CINNPosteriorEstimator, training
+    from skcinn import CINNPosteriorEstimator, PosteriorEnsemble, training
     from skcinn._torch_utils import CPU_THREADS
 
     c.set_torch_threads(torch, args.threads)
@@ -49,33 +52,43 @@ def run(args) -> None:
                                                      strict=True)
         ]
 
+    n_members = options.pop("n_estimators", None)
     est = CINNPosteriorEstimator(random_state=args.seed, **options)
+    if n_members:
+        est = PosteriorEnsemble(est, n_estimators=n_members, random_state=args.seed)
     fit, obs = c.Clock(), c.Clock()
     with fit.measure():
         est.fit(X, theta)
     with obs.measure():
         draws = est.sample_posterior(X_obs, n_samples=data["n_draws"],
                                      random_state=args.seed + 1)
+    members = getattr(est, "estimators_", [est])
+    first = members[0]
     info = {
         "versions": c.versions("skcinn", "torch", "numpy", "scikit-learn"),
         "torch_threads": torch.get_num_threads(),
         "skcinn_cpu_threads": CPU_THREADS,
-        "summary_network": est.summary_network_,
-        "coupling": est.coupling_,
-        "learning_rate": est.learning_rate,
-        "ema_decay": est.ema_decay,
+        "summary_network": first.summary_network_,
+        "coupling": first.coupling_,
+        "learning_rate": first.learning_rate,
+        "ema_decay": first.ema_decay,
         "anneal_fraction": training.ANNEAL_FRACTION,
-        "stop_reason": est.stop_reason_,
-        "best_validation_score": est.best_validation_score_,
+        "stop_reason": first.stop_reason_,
+        "best_validation_score": first.best_validation_score_,
         "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
         "train_pairs": int(len(theta)),
     }
+    if n_members:
+        info["n_estimators"] = n_members
+        info["member_epochs"] = [int(m.n_iter_) for m in members]
+        info["member_stop_reasons"] = [m.stop_reason_ for m in members]
 
     def amortized():
         return est.sample_posterior(X_amort, n_samples=data["n_amortized_draws"],
                                     random_state=args.seed + 2)
 
-    c.finish(args.out, data, fit, obs, int(est.n_iter_), np.asarray(draws), info, amortized)
+    c.finish(args.out, data, fit, obs, sum(int(m.n_iter_) for m in members), np.asarray(draws),
+             info, amortized)
 
 
 if __name__ == "__main__":
