@@ -53,9 +53,8 @@ class PosteriorEnsemble(PosteriorMethodsMixin, MetaEstimatorMixin, RegressorMixi
     permutations, validation split, batches), are trained on the same simulations. The
     ensemble's posterior is their mixture: draws come from every member in equal
     shares, densities are the members' mean density. Members disagree where the
-    simulations do not pin the posterior down, so the mixture is wider exactly there;
-    at 10,000 simulations three members brought the SBI benchmark's classifier test
-    (C2ST) from 0.535 to 0.513 on two moons (``benchmarks/README.md``).
+    simulations do not pin the posterior down, so the mixture is wider exactly there
+    (measured on the SBI benchmark tasks in ``benchmarks/README.md``).
 
     Parameters
     ----------
