@@ -3,6 +3,8 @@ ensembles of estimators alike: summaries, calibration checks and the score."""
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
@@ -10,6 +12,13 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _torch_utils as tu
 from ._frames import summarize_draws
+
+
+def check_n_samples(n_samples) -> int:
+    """``n_samples`` as an int; a ValueError unless it is a positive integer."""
+    if not isinstance(n_samples, Integral) or n_samples < 1:
+        raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}.")
+    return int(n_samples)
 
 
 class PosteriorMethodsMixin:

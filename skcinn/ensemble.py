@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._fitting import narrowed_support, parameter_names
 from ._frames import draws_to_frame
-from ._posterior_methods import PosteriorMethodsMixin
+from ._posterior_methods import PosteriorMethodsMixin, check_n_samples
 from ._sklearn_compat import HasMethods, Interval, _fit_context
 from .estimator import CINNPosteriorEstimator
 from .simulation import as_prior, simulate
@@ -226,11 +226,10 @@ class PosteriorEnsemble(PosteriorMethodsMixin, MetaEstimatorMixin, RegressorMixi
             Posterior draws.
         """
         check_is_fitted(self)
-        if not isinstance(n_samples, Integral) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}.")
+        n_samples = check_n_samples(n_samples)
         rng = check_random_state(random_state)
         k = len(self.estimators_)
-        share, rest = divmod(int(n_samples), k)
+        share, rest = divmod(n_samples, k)
         per_member = share + (rest > 0)
         seeds = rng.randint(_SEED_HIGH, size=k)
         draws = np.stack([member.sample_posterior(X, per_member, random_state=int(seed))

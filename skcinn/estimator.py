@@ -18,7 +18,7 @@ from torch import nn
 from . import _torch_utils as tu
 from ._fitting import TrainingMixin, _unchanged_on_error
 from ._frames import draws_to_frame
-from ._posterior_methods import PosteriorMethodsMixin
+from ._posterior_methods import PosteriorMethodsMixin, check_n_samples
 from ._sklearn_compat import Interval, StrOptions, _fit_context
 from ._validation import InputValidationMixin
 from .data import DataSets
@@ -569,8 +569,7 @@ class CINNPosteriorEstimator(
             Posterior draws, inside the prior's support.
         """
         check_is_fitted(self)
-        if not isinstance(n_samples, Integral) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}.")
+        n_samples = check_n_samples(n_samples)
         data = self._validate_X(X, reset=False)
         gen = tu.generator(tu.seed_from(check_random_state(random_state)))
 
