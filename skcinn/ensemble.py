@@ -11,6 +11,7 @@ member does.
 from __future__ import annotations
 
 import time
+import warnings
 from numbers import Integral
 
 import numpy as np
@@ -71,6 +72,11 @@ class PosteriorEnsemble(PosteriorMethodsMixin, MetaEstimatorMixin, RegressorMixi
     random_state : int, RandomState instance or None, default=None
         Fixes the simulations of ``fit(simulator, prior)`` and every member's random
         state, hence the whole ensemble.
+    warm_start : bool, default=False
+        Keep the fitted members on the next call to ``fit`` and train only those that
+        ``n_estimators`` adds (on the data of that call). With an integer
+        ``random_state`` and the same data, the result is the ensemble a fresh fit with
+        the larger ``n_estimators`` gives.
 
     Attributes
     ----------
@@ -85,7 +91,7 @@ class PosteriorEnsemble(PosteriorMethodsMixin, MetaEstimatorMixin, RegressorMixi
     feature_names_in_ : ndarray of str
         Column names of a DataFrame ``X`` (only when given).
     fit_time_ : float
-        Seconds spent by ``fit`` (simulating included).
+        Seconds spent by the last ``fit`` (simulating included).
 
     See Also
     --------
@@ -118,16 +124,18 @@ class PosteriorEnsemble(PosteriorMethodsMixin, MetaEstimatorMixin, RegressorMixi
         "n_estimators": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
+        "warm_start": ["boolean"],
     }
 
     def __init__(
         self, estimator=None, *, n_estimators: int = 5, n_jobs: int | None = None,
-        random_state=None,
+        random_state=None, warm_start: bool = False,
     ) -> None:
         self.estimator = estimator
         self.n_estimators = n_estimators
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.warm_start = warm_start
 
     def _base(self):
         return CINNPosteriorEstimator() if self.estimator is None else self.estimator
@@ -150,18 +158,30 @@ class PosteriorEnsemble(PosteriorMethodsMixin, MetaEstimatorMixin, RegressorMixi
             The fitted ensemble (``self``).
         """
         start = time.perf_counter()
+        kept = list(getattr(self, "estimators_", [])) if self.warm_start else []
+        if len(kept) > self.n_estimators:
+            raise ValueError(
+                f"n_estimators={self.n_estimators} must be at least the {len(kept)} members "
+                "already fitted when warm_start=True; set warm_start=False to start anew."
+            )
+        if len(kept) == self.n_estimators:
+            warnings.warn("Warm-start fitting without increasing n_estimators trains no new "
+                          "member.", UserWarning, stacklevel=2)
+            return self
         rng = check_random_state(self.random_state)
         base = clone(self._base())
         if callable(X) and not hasattr(X, "shape"):
             X, y, base = self._simulate(base, X, y, rng)
-        seeds = rng.randint(_SEED_HIGH, size=self.n_estimators)
+        # the first seeds belong to the kept members: a warm start adds what a fresh
+        # fit with the larger n_estimators would have
+        seeds = rng.randint(_SEED_HIGH, size=self.n_estimators)[len(kept):]
         members = []
         for seed in seeds:
             member = clone(base)
             member.set_params(**{key: int(seed) for key in member.get_params(deep=True)
                                  if key == "random_state" or key.endswith("__random_state")})
             members.append(member)
-        self._adopt(Parallel(n_jobs=self.n_jobs)(
+        self._adopt(kept + Parallel(n_jobs=self.n_jobs)(
             delayed(_fit_member)(member, X, y) for member in members
         ))
         self.fit_time_ = time.perf_counter() - start

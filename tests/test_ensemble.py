@@ -294,3 +294,25 @@ def test_load_rejects_a_corrupted_ensemble(fitted, tmp_path):
     torch.save({**payload, "params": {"n_trees": 3}}, path)
     with pytest.raises(ValueError, match="n_trees"):
         skcinn.load(path)
+
+
+def test_warm_start_adds_the_members_a_fresh_fit_would_have():
+    X, theta = _pairs(300)
+    est = CINNPosteriorEstimator(**SMALL)
+    ens = PosteriorEnsemble(est, n_estimators=2, random_state=4, warm_start=True)
+    ens.fit(X, theta)
+    first = list(ens.estimators_)
+    ens.set_params(n_estimators=3).fit(X, theta)
+    assert ens.estimators_[:2] == first  # the same objects, not refitted
+    fresh = PosteriorEnsemble(est, n_estimators=3, random_state=4).fit(X, theta)
+    assert [m.random_state for m in ens.estimators_] == [
+        m.random_state for m in fresh.estimators_]
+    np.testing.assert_array_equal(ens.sample_posterior(X[:3], 30, random_state=0),
+                                  fresh.sample_posterior(X[:3], 30, random_state=0))
+    with pytest.warns(UserWarning, match="no new member"):
+        ens.fit(X, theta)
+    with pytest.raises(ValueError, match="at least the 3 members"):
+        ens.set_params(n_estimators=2).fit(X, theta)
+    # without warm_start, a refit starts anew
+    cold = ens.set_params(warm_start=False, n_estimators=2).fit(X, theta)
+    assert len(cold.estimators_) == 2 and cold.estimators_[0] is not first[0]
