@@ -625,6 +625,19 @@ def _versions() -> dict:
     return out
 
 
+def _claim_run_id(work_dir: Path) -> tuple[str, Path]:
+    """A run id (the time, to the second) whose work folder this process creates: two
+    runs started in the same second would otherwise share their folder and results file."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    while True:
+        run_id = _dt.datetime.now().strftime("%Y%m%d_%H%M%S")
+        try:
+            (work_dir / run_id).mkdir()
+            return run_id, work_dir / run_id
+        except FileExistsError:
+            time.sleep(0.2)
+
+
 def run_benchmark(tasks, budgets, seeds, method_names, *, out_dir: Path = RESULTS,
                   work_dir: Path = WORK, n_observations: int = N_OBSERVATIONS,
                   n_reference: int = N_REFERENCE, n_amortized: int = N_AMORTIZED_SETS,
@@ -656,12 +669,14 @@ def run_benchmark(tasks, budgets, seeds, method_names, *, out_dir: Path = RESULT
     venv; None uses none (only tasks with exact posteriors then work).
     """
     previous = json.loads(Path(resume).read_text()) if resume else None
+    work = None
     if previous:
         run_id = previous["meta"]["run_id"]
         out_dir, work = Path(resume).parent, _at_root(previous["meta"]["work_dir"])
-    run_id = run_id or _dt.datetime.now().strftime("%Y%m%d_%H%M%S")
+    if previous is None and run_id is None:
+        run_id, work = _claim_run_id(Path(work_dir))
     out_dir = Path(out_dir)
-    work = work if previous else Path(work_dir) / run_id
+    work = work if work is not None else Path(work_dir) / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     tasks_dir = find_sbibm_tasks_dir() if sbibm_tasks_dir == "auto" else (
