@@ -1,10 +1,10 @@
 """``PosteriorEnsemble``: equally weighted mixtures of independently trained posteriors.
 
-Networks trained from different initialisations on the same simulations make different
-errors; their mixture averages those errors out and is never more over-confident than
-its members are on average (Lakshminarayanan et al., 2017; Hermans et al., 2022). At a
-fixed simulation budget this is the cheapest way to a more accurate posterior: it costs
-training time, not simulations, and a draw from the mixture costs what a draw from one
+Networks trained from different initialisations on the same simulations make partly
+different errors; their mixture averages those out, and its variance is never below
+its members' average variance, so it is wider where they disagree (Lakshminarayanan et
+al., 2017; Hermans et al., 2022). At a fixed simulation budget it spends training time,
+not simulations, on accuracy, and a draw from the mixture costs what a draw from one
 member does.
 """
 
