@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator, MetaEstimatorMixin, RegressorMixin, clon
 from sklearn.utils import check_random_state, get_tags
 from sklearn.utils.validation import check_is_fitted
 
+from . import _torch_utils as tu
 from ._fitting import narrowed_support, parameter_names
 from ._frames import draws_to_frame
 from ._posterior_methods import PosteriorMethodsMixin, check_n_samples
@@ -29,15 +30,9 @@ from ._sklearn_compat import HasMethods, Interval, _fit_context
 from .estimator import CINNPosteriorEstimator
 from .simulation import as_prior, simulate
 
-_SEED_HIGH = np.iinfo(np.int32).max
-
 # fitted attributes that every member shares, copied onto the ensemble
 _SHARED = ("n_params_", "parameter_names_", "n_features_in_", "feature_names_in_",
            "input_rank_", "input_shape_")
-
-
-def _fit_member(estimator, X, y):
-    return estimator.fit(X, y)
 
 
 def _open_bounds(lower: np.ndarray, upper: np.ndarray) -> list[tuple]:
@@ -174,15 +169,15 @@ class PosteriorEnsemble(PosteriorMethodsMixin, MetaEstimatorMixin, RegressorMixi
             X, y, base = self._simulate(base, X, y, rng)
         # the first seeds belong to the kept members: a warm start adds what a fresh
         # fit with the larger n_estimators would have
-        seeds = rng.randint(_SEED_HIGH, size=self.n_estimators)[len(kept):]
+        seeds = [tu.seed_from(rng) for _ in range(self.n_estimators)][len(kept):]
         members = []
         for seed in seeds:
             member = clone(base)
-            member.set_params(**{key: int(seed) for key in member.get_params(deep=True)
+            member.set_params(**{key: seed for key in member.get_params(deep=True)
                                  if key == "random_state" or key.endswith("__random_state")})
             members.append(member)
         self._adopt(kept + Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_member)(member, X, y) for member in members
+            delayed(member.fit)(X, y) for member in members
         ))
         self.fit_time_ = time.perf_counter() - start
         return self
@@ -209,7 +204,7 @@ class PosteriorEnsemble(PosteriorMethodsMixin, MetaEstimatorMixin, RegressorMixi
             )
         prior = as_prior(prior)
         X, theta = simulate(simulator, prior, params["n_simulations"],
-                            random_state=rng.randint(_SEED_HIGH), n_jobs=params.get("n_jobs"))
+                            random_state=tu.seed_from(rng), n_jobs=params.get("n_jobs"))
         names = parameter_names(prior.names, theta.shape[1])
         lower, upper = narrowed_support(*prior.support(theta.shape[1]),
                                         params.get("parameter_bounds"), names)
@@ -251,9 +246,8 @@ class PosteriorEnsemble(PosteriorMethodsMixin, MetaEstimatorMixin, RegressorMixi
         k = len(self.estimators_)
         share, rest = divmod(n_samples, k)
         per_member = share + (rest > 0)
-        seeds = rng.randint(_SEED_HIGH, size=k)
-        draws = np.stack([member.sample_posterior(X, per_member, random_state=int(seed))
-                          for member, seed in zip(self.estimators_, seeds, strict=True)],
+        draws = np.stack([member.sample_posterior(X, per_member, tu.seed_from(rng))
+                          for member in self.estimators_],
                          axis=1)  # (n_sets, k, per_member, n_params)
         n_sets = draws.shape[0]
         keep = np.zeros((n_sets, k, per_member), dtype=bool)
