@@ -11,6 +11,7 @@ achievable value is the mean KL divergence from the true posterior.
     python benchmarks/heldout_logdensity.py slcp 10000 --options '{"coupling": "spline"}'
     python benchmarks/heldout_logdensity.py two_moons 1000 --bounded   # prior box as bounds
     python benchmarks/heldout_logdensity.py slcp 10000 --variant lu    # flow_variants.py
+    python benchmarks/heldout_logdensity.py two_moons 10000 --c2st 10  # and C2ST on obs 1-10
 
 It also reports the fit's CPU seconds, and with ``--draws`` the CPU seconds of 1,000
 draws for each of the harness's 1,000 amortisation data sets (the figures behind the
@@ -32,7 +33,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sbibm_harness import TASKS, amortization_sets, prior_box, training_pairs  # noqa: E402
+from sbibm_harness import (  # noqa: E402
+    TASKS,
+    amortization_sets,
+    c2st,
+    find_sbibm_tasks_dir,
+    prior_box,
+    training_pairs,
+)
 
 from skcinn import CINNPosteriorEstimator  # noqa: E402
 
@@ -48,6 +56,9 @@ def main() -> None:
     parser.add_argument("--variant", help="a network variant of flow_variants.py, e.g. lu")
     parser.add_argument("--draws", action="store_true",
                         help="time 1,000 x 1,000 draws on the harness's amortisation sets")
+    parser.add_argument("--c2st", type=int, default=0, metavar="N",
+                        help="also score C2ST on the task's first N observations "
+                             "(10,000 draws each, as the harness does)")
     args = parser.parse_args()
     if args.variant:
         import flow_variants
@@ -71,6 +82,11 @@ def main() -> None:
         cpu = time.process_time()
         est.sample_posterior(x_amort, n_samples=1000, random_state=2)
         draws_cpu_s = round(time.process_time() - cpu, 2)
+    scores = None
+    if args.c2st:
+        x_obs, reference, _ = task.observe(args.c2st, 10_000, find_sbibm_tasks_dir())
+        draws = est.sample_posterior(x_obs, n_samples=10_000, random_state=args.seed + 1)
+        scores = [round(c2st(ref, d), 3) for ref, d in zip(reference, draws, strict=True)]
     test_rng = np.random.default_rng(123)
     theta_test = task.sample_prior(4000, test_rng)
     log_density = est.log_posterior(task.simulate(theta_test, test_rng), theta_test)
@@ -81,6 +97,8 @@ def main() -> None:
         "draws_1000x1000_cpu_s": draws_cpu_s, "epochs": est.n_iter_,
         "stop_reason": est.stop_reason_,
         "heldout_log_density": round(float(np.mean(np.maximum(log_density, -50))), 3),
+        **({} if scores is None else {"c2st": scores,
+                                      "c2st_mean": round(float(np.mean(scores)), 4)}),
     }))
 
 

@@ -73,6 +73,7 @@ def run(args) -> None:
         "learning_rate": first.learning_rate,
         "ema_decay": first.ema_decay,
         "anneal_fraction": training.ANNEAL_FRACTION,
+        "support": first.support_,
         "stop_reason": first.stop_reason_,
         "best_validation_score": first.best_validation_score_,
         "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
