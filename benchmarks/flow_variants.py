@@ -40,8 +40,9 @@ Each variant patches the package's network, optimiser or schedule for one measur
   mass in the box), the model rejection sampling draws from. ``log Q`` is estimated by
   the share of ``draws`` flow draws per pair inside the box, its gradient
   ``E[grad log q(theta') | theta' inside]`` by the mean over those draws, only for pairs
-  with a draw outside (elsewhere ``Q`` is about 1); validation scores the truncated
-  density with 32 draws per pair from a fixed generator.
+  with a draw outside (elsewhere ``Q`` is about 1; ``truncated=<draws>,all``: for every
+  pair); validation scores the truncated density with 32 draws per pair from a fixed
+  generator.
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ def _linear_skip() -> None:
     ConditionalMLP.forward = skip_forward
 
 
-def _truncated(draws: int, validation_draws: int = 32) -> None:
+def _truncated(draws: int, every_pair: bool = False, validation_draws: int = 32) -> None:
     """Train ``support="reject"`` fits on the likelihood of the truncated flow."""
     from skcinn import _fitting
 
@@ -210,7 +211,7 @@ def _truncated(draws: int, validation_draws: int = 32) -> None:
             inside = ((other > box["lower"]) & (other < box["upper"])).all(-1).view(-1, k)
             count = inside.sum(1)
         log_q = log_q - torch.log(count.clamp(min=1) / k)
-        cut = (count < k) & (count > 0)
+        cut = (count > 0) if every_pair else (count < k) & (count > 0)
         if not torch.is_grad_enabled() or not cut.any():
             return log_q
         rows = cut.repeat_interleave(k) & inside.view(-1)
@@ -291,7 +292,8 @@ def apply(variant: str) -> None:
 
         training.batch_log_prob = noisy
     elif variant.startswith("truncated="):
-        _truncated(int(variant.split("=", 1)[1]))
+        draws, *every = variant.split("=", 1)[1].split(",")
+        _truncated(int(draws), every == ["all"])
     elif variant.startswith("dropout="):
         p = float(variant.split("=", 1)[1])
         _conditioner_activation(nn.Sequential(nn.SiLU(), nn.Dropout(p)))
