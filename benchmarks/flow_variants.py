@@ -41,8 +41,8 @@ Each variant patches the package's network, optimiser or schedule for one measur
   the share of ``draws`` flow draws per pair inside the box, its gradient
   ``E[grad log q(theta') | theta' inside]`` by the mean over those draws, only for pairs
   with a draw outside (elsewhere ``Q`` is about 1; ``truncated=<draws>,all``: for every
-  pair); validation scores the truncated density with 32 draws per pair from a fixed
-  generator.
+  pair; ``truncated=<draws>,all,<n>``: ``n`` validation draws); validation scores the
+  truncated density with 32 draws per pair from a fixed generator.
 """
 
 from __future__ import annotations
@@ -292,8 +292,9 @@ def apply(variant: str) -> None:
 
         training.batch_log_prob = noisy
     elif variant.startswith("truncated="):
-        draws, *every = variant.split("=", 1)[1].split(",")
-        _truncated(int(draws), every == ["all"])
+        draws, *rest = variant.split("=", 1)[1].split(",")
+        every = bool(rest) and rest[0] == "all"
+        _truncated(int(draws), every, *(int(v) for v in rest[1:]))
     elif variant.startswith("dropout="):
         p = float(variant.split("=", 1)[1])
         _conditioner_activation(nn.Sequential(nn.SiLU(), nn.Dropout(p)))
