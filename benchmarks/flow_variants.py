@@ -35,22 +35,14 @@ Each variant patches the package's network, optimiser or schedule for one measur
   in the data need no hidden units.
 - ``input_noise=<sd_x>,<sd_theta>``: Gaussian noise of these sds added to the
   standardised flat data and parameters of every training batch (noise regularisation).
-- ``truncated=<draws>``: with ``support="reject"``, train on the likelihood of the flow
-  truncated to the support's box, ``log q(theta | x) - log Q(x)`` (``Q``: the flow's
-  mass in the box), the model rejection sampling draws from. ``log Q`` is estimated by
-  the share of ``draws`` flow draws per pair inside the box, its gradient
-  ``E[grad log q(theta') | theta' inside]`` by the mean over those draws, only for pairs
-  with a draw outside (elsewhere ``Q`` is about 1; biased where most posteriors are cut;
-  ``truncated=<draws>,all``: for every pair; ``truncated=<draws>,all,<n>``: ``n``
-  validation draws); validation scores the truncated density with 32 draws per pair
-  from a fixed generator.
+- Training the flow truncated to the support's box, measured here first, is now the
+  estimator's ``support="truncate"``.
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -178,55 +170,6 @@ def _linear_skip() -> None:
     ConditionalMLP.forward = skip_forward
 
 
-def _truncated(draws: int, every_pair: bool = False, validation_draws: int = 32) -> None:
-    """Train ``support="reject"`` fits on the likelihood of the truncated flow."""
-    from skcinn import _fitting
-
-    box: dict = {}
-    initialise = _fitting.TrainingMixin._initialise
-
-    def initialise_and_keep_box(self, data, theta, lower, upper, names, rng):
-        initialise(self, data, theta, lower, upper, names, rng)
-        box.clear()  # this fit's box, kept only where it bounds a parameter
-        lo, hi = self._support
-        if self.support_ != "reject" or not np.isfinite(np.r_[lo, hi]).any():
-            return
-        t = self._theta_transform
-        box["lower"], box["upper"] = (
-            ((torch.as_tensor(np.asarray(b, float)) - t.mean) / t.std).float()
-            for b in (lo, hi))
-        box["gen"] = torch.Generator().manual_seed(0)
-
-    _fitting.TrainingMixin._initialise = initialise_and_keep_box
-    plain = training.batch_log_prob
-
-    def truncated(model, batch):
-        if not box:
-            return plain(model, batch)
-        theta, *data = batch
-        c = model.condition(*data)
-        log_q = model.flow.log_prob(theta, c)
-        k = draws if model.training else validation_draws
-        gen = box["gen"] if model.training else torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            c_rep = c.repeat_interleave(k, 0)
-            z = torch.randn(len(c_rep), theta.shape[-1], generator=gen).to(theta)
-            other, _ = model.flow.inverse(z, c_rep)
-            inside = ((other > box["lower"]) & (other < box["upper"])).all(-1).view(-1, k)
-            count = inside.sum(1)
-        log_q = log_q - torch.log(count.clamp(min=1) / k)
-        cut = (count > 0) if every_pair else (count < k) & (count > 0)
-        if not torch.is_grad_enabled() or not cut.any():
-            return log_q
-        rows = cut.repeat_interleave(k) & inside.view(-1)
-        owner = torch.arange(len(theta)).repeat_interleave(k)[rows]
-        mean_inside = torch.zeros_like(log_q).index_add(
-            0, owner, model.flow.log_prob(other[rows], c[owner]) / count[owner])
-        return log_q - (mean_inside - mean_inside.detach())
-
-    training.batch_log_prob = truncated
-
-
 def apply(variant: str) -> None:
     """Patch the package for ``variant`` (see the module docstring)."""
     if variant == "rotation":
@@ -287,18 +230,14 @@ def apply(variant: str) -> None:
         sd_x, sd_theta = (float(v) for v in variant.split("=", 1)[1].split(","))
         plain = training.batch_log_prob
 
-        def noisy(model, batch):
+        def noisy(model, batch, *truncation):
             if model.training:
                 theta, x, *rest = batch
                 batch = (theta + sd_theta * torch.randn_like(theta),
                          x + sd_x * torch.randn_like(x) if x.ndim == 2 else x, *rest)
-            return plain(model, batch)
+            return plain(model, batch, *truncation)
 
         training.batch_log_prob = noisy
-    elif variant.startswith("truncated="):
-        draws, *rest = variant.split("=", 1)[1].split(",")
-        every = bool(rest) and rest[0] == "all"
-        _truncated(int(draws), every, *(int(v) for v in rest[1:]))
     elif variant.startswith("dropout="):
         p = float(variant.split("=", 1)[1])
         _conditioner_activation(nn.Sequential(nn.SiLU(), nn.Dropout(p)))

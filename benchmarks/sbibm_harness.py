@@ -16,6 +16,8 @@ Methods (peers are installed by ``benchmarks/peers/install.sh``):
 * ``skcinn_reject`` -- the same with ``support="reject"`` (a uniform prior's box is kept
   by rejecting draws, not by the probit map).
 * ``skcinn_spline_reject`` -- both: ``coupling="spline", support="reject"``.
+* ``skcinn_spline_truncate`` -- ``coupling="spline", support="truncate"``: rejection
+  sampling as above, trained on the likelihood of the flow truncated to the box.
 * ``skcinn_ensemble`` / ``skcinn_spline_ensemble`` -- a ``PosteriorEnsemble`` of
   ``ENSEMBLE_SIZE`` such estimators (affine / spline), trained one after the other.
 * ``sbi_maf``    -- sbi ``NPE`` (default MAF), ``.venvs/sbi``.
@@ -434,6 +436,8 @@ def methods(python: str | None = None) -> dict[str, Method]:
         "skcinn_reject": Method("skcinn_reject", own, "run_skcinn.py", {"support": "reject"}),
         "skcinn_spline_reject": Method("skcinn_spline_reject", own, "run_skcinn.py",
                                        {"coupling": "spline", "support": "reject"}),
+        "skcinn_spline_truncate": Method("skcinn_spline_truncate", own, "run_skcinn.py",
+                                         {"coupling": "spline", "support": "truncate"}),
         "skcinn_ensemble": Method("skcinn_ensemble", own, "run_skcinn.py",
                                   {"n_estimators": ENSEMBLE_SIZE}),
         "skcinn_spline_ensemble": Method("skcinn_spline_ensemble", own, "run_skcinn.py",
@@ -1064,7 +1068,8 @@ def _suffix(method: str) -> str:
 
 
 OURS_SHORT = {"skcinn": "skcinn", "skcinn_spline": "spline", "skcinn_reject": "reject",
-              "skcinn_spline_reject": "spline reject", "skcinn_ensemble": "ensemble",
+              "skcinn_spline_reject": "spline reject",
+              "skcinn_spline_truncate": "spline truncate", "skcinn_ensemble": "ensemble",
               "skcinn_spline_ensemble": "spline ensemble"}
 """skcinn's methods in the targets table, with their short column labels."""
 

@@ -20,7 +20,7 @@ from . import _torch_utils as tu
 from .data import DataSets, is_streamed, stream_chunks
 from .networks.posterior import build_posterior_network, summary_size
 from .simulation import as_prior, simulate_datasets
-from .training import TrainingConfig, train
+from .training import TrainingConfig, Truncation, train
 from .transforms import feature_moments, fit_parameter_transform, streamed_moments
 
 PREDICT_DRAWS = 512  # fixed antithetic draws behind predict()
@@ -115,6 +115,19 @@ class TrainingMixin:
         t = self._theta_transform  # estimators saved before ``support`` existed
         return t.lower.numpy(), t.upper.numpy()
 
+    def _truncation(self) -> Truncation | None:
+        """``support_="truncate"``: the box the flow is trained truncated to, in its own
+        (standardised) space; None where nothing is bounded."""
+        if getattr(self, "support_", None) != "truncate":
+            return None
+        lower, upper = self._fitted_support()
+        if np.all(np.isinf(lower) & np.isinf(upper)):
+            return None
+        t = self._theta_transform
+        box = [((torch.as_tensor(b, dtype=torch.float64) - t.mean) / t.std).float()
+               for b in (lower, upper)]
+        return Truncation(*(b.to(self.device_) for b in box))
+
     def _check_support(self, theta: np.ndarray) -> None:
         """Continued training: the new pairs must lie inside the fitted support."""
         check_inside_support(theta, *self._fitted_support(), self.parameter_names_)
@@ -178,7 +191,7 @@ class TrainingMixin:
             1 if partial else self.max_iter, self.batch_size, self.learning_rate_init,
             self.n_iter_no_change, self.tol, verbose=self.verbose, max_time=self.max_time,
             schedule="constant" if partial else self.learning_rate,
-            ema_decay=0.0 if partial else self.ema_decay,
+            ema_decay=0.0 if partial else self.ema_decay, truncation=self._truncation(),
         )
         gen = tu.generator(tu.seed_from(rng), tensors[0].device)
         base = resume["base"] if resume else (self._history if continuing else _no_history())
@@ -269,7 +282,7 @@ class TrainingMixin:
         self._fit_data_moments(data)
         self._support = (lower, upper)
         self.support_ = self.support
-        if self.support == "reject":  # the flow sees theta itself, only standardised
+        if self._rejects:  # the flow sees theta itself, only standardised
             unbounded = np.full(n_params, np.inf)
             self._theta_transform = fit_parameter_transform(theta, -unbounded, unbounded)
         else:

@@ -48,6 +48,17 @@ def generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     return gen
 
 
+def quasi_normal(n: int, dim: int, seed: int = 0) -> torch.Tensor:
+    """``n`` standard normal points in ``dim`` dimensions that fill space more evenly
+    than random draws: a scrambled Sobol sequence through the normal quantile.
+
+    Averages over them (the share of draws inside a box) err less than over as many
+    random draws: for a smooth boundary about ``n**-1`` instead of ``n**-0.5``.
+    """
+    u = torch.quasirandom.SobolEngine(dim, scramble=True, seed=seed).draw(n, dtype=torch.float64)
+    return torch.special.ndtri(u.clamp(1e-12, 1 - 1e-12)).float()
+
+
 @contextlib.contextmanager
 def seeded_init(seed: int) -> Iterator[None]:
     """Seed torch's global RNG for module initialisation without disturbing the caller's."""

@@ -24,7 +24,7 @@ from ._validation import InputValidationMixin
 from .data import DataSets
 from .networks.posterior import build_posterior_network
 from .networks.summary import SUMMARY_NETWORKS
-from .training import SCHEDULES
+from .training import SCHEDULES, inside_box
 from .transforms import (
     ParameterTransform,
 )
@@ -158,18 +158,24 @@ class CINNPosteriorEstimator(
         unconstrained space (probit or log) before the network sees them, so every draw
         lies inside the bounds and densities vanish outside; training parameters must
         lie strictly inside.
-    support : {"transform", "reject"}, default="transform"
+    support : {"transform", "reject", "truncate"}, default="transform"
         How draws are kept inside the parameters' support (the prior's, narrowed by
         ``parameter_bounds``). ``"transform"`` maps bounded parameters to an
         unconstrained space (see ``parameter_bounds``): exact densities, no draw ever
         rejected. ``"reject"`` trains the flow on the parameters as they are (only
         standardised), discards draws that fall outside and draws again, as sbi does;
         ``log_posterior`` is then renormalised by each data set's acceptance rate,
-        estimated from 1,024 draws. The map of a box bends posteriors that have the same
-        shape everywhere (two moons: held-out log density 0.99 with the map, 2.37
-        without, at 1,000 pairs); rejection keeps them as they are, at the cost of the
-        rejected draws. Sampling raises a RuntimeError for a data set whose acceptance
-        stays below 0.1 %.
+        estimated from 1,024 quasi-random draws. The map of a box bends posteriors that
+        have the same shape everywhere (two moons: held-out log density 0.99 with the
+        map, 2.37 without, at 1,000 pairs); rejection keeps them as they are, at the cost
+        of the rejected draws. Sampling raises a RuntimeError for a data set whose
+        acceptance stays below 0.1 %. ``"truncate"`` samples and scores as ``"reject"``
+        does but trains the density rejection draws from, the flow truncated to the
+        support and renormalised, instead of the flow alone, which must end its density
+        where the bounds cut a posterior (the mass inside is estimated from 4 flow draws
+        per training pair, 32 per validation pair). More accurate where posteriors reach
+        the bounds (Gaussian mixture at 10,000 pairs, spline coupling: C2ST 0.534 against
+        0.548), at about 3 times the training time.
 
     Attributes
     ----------
@@ -266,7 +272,7 @@ class CINNPosteriorEstimator(
         "max_time": [Interval(Real, 0, None, closed="neither"), None],
         "checkpoint_path": [str, os.PathLike, None],
         "parameter_bounds": [dict, "array-like", None],
-        "support": [StrOptions({"transform", "reject"})],
+        "support": [StrOptions({"transform", "reject", "truncate"})],
     }
 
     def __init__(
@@ -425,8 +431,9 @@ class CINNPosteriorEstimator(
 
     @property
     def _rejects(self) -> bool:
-        """Whether draws outside the support are rejected (``support_="reject"``)."""
-        return getattr(self, "support_", "transform") == "reject"
+        """Whether draws outside the support are rejected (``support_`` "reject" or
+        "truncate")."""
+        return getattr(self, "support_", "transform") in ("reject", "truncate")
 
     def _conditions(self, data: DataSets) -> torch.Tensor:
         """The summary (condition) of every data set, computed once, in chunks."""
@@ -481,8 +488,7 @@ class CINNPosteriorEstimator(
 
     def _inside(self, theta: np.ndarray) -> np.ndarray:
         """Which parameter vectors (last axis) lie inside the fitted open support."""
-        lower, upper = self._fitted_support()
-        return np.all((theta > lower) & (theta < upper), axis=-1)
+        return inside_box(theta, *self._fitted_support())
 
     def _reject_outside(self, cond, draws, latent, round_size, threads: int) -> np.ndarray:
         """Rejection sampling: keep the draws inside the support, draw again for the rest."""
@@ -621,8 +627,9 @@ class CINNPosteriorEstimator(
 
     def _log_acceptance(self, cond: torch.Tensor, threads: int) -> np.ndarray:
         """log P(draw inside the support | X) per condition (``support_="reject"``)."""
-        draws = self._flow_draws(cond, ACCEPTANCE_DRAWS,
-                                 lambda n: self._fixed_latent(n, ACCEPTANCE_DRAWS, 1), threads)
+        z = tu.quasi_normal(ACCEPTANCE_DRAWS, self.n_params_)
+        draws = self._flow_draws(cond, ACCEPTANCE_DRAWS, lambda n: z.expand(n, *z.shape),
+                                 threads)
         accepted = self._inside(draws).sum(axis=1)
         return np.log(np.maximum(accepted, 1) / ACCEPTANCE_DRAWS)
 

@@ -47,6 +47,65 @@ class TrainingConfig:
     max_time: float | None = None
     schedule: str = "adaptive"  # one of SCHEDULES
     ema_decay: float = 0.99  # of the weight average; 0 trains without one
+    truncation: Truncation | None = None  # train the flow truncated to a box
+
+
+@dataclass
+class Truncation:
+    """Train on the likelihood of the flow truncated to a box (``support="truncate"``).
+
+    Rejection sampling draws from ``q(theta | x) 1[theta in box] / Q(x)``, where
+    ``Q(x)`` is the flow's mass inside the box. Maximum likelihood of ``q`` alone lets
+    mass leak out where posteriors are cut by the prior's bounds, and the truncated
+    density the user gets is then wrong near them; this trains the truncated density
+    itself: ``log q(theta | x) - log Q(x)``.
+
+    ``log Q`` is estimated by the share of ``draws`` flow draws per pair that fall inside
+    (at least one counted), its gradient ``E[grad log q(theta') | theta' inside]`` by the
+    mean over those inside draws, for every pair with any (the draws themselves carry
+    no gradient; the conditioner and summary network do). Validation uses
+    ``validation_draws`` per pair from a fixed seed, so every epoch is scored on the
+    same draws.
+
+    Parameters
+    ----------
+    lower, upper : Tensor of shape (n_params,)
+        The box in the flow's (standardised) space; infinite for an open end.
+    draws, validation_draws : int
+        Flow draws per training and per validation pair.
+    """
+
+    lower: torch.Tensor
+    upper: torch.Tensor
+    draws: int = 4
+    validation_draws: int = 32
+    weight: float = 1.0
+
+    def log_prob(self, model: nn.Module, batch: Tensors, gen: torch.Generator,
+                 draws: int) -> torch.Tensor:
+        """log of the truncated density of each pair (with the gradient of the
+        estimated log mass where gradients are on)."""
+        theta, *data = batch
+        c = model.condition(*data)
+        log_q = model.flow.log_prob(theta, c)
+        with torch.no_grad():
+            z = torch.randn(len(c), draws, theta.shape[-1], generator=gen,
+                            device=gen.device).to(theta.device)
+            other, _ = model.flow.inverse(z, c.unsqueeze(1))
+            inside = inside_box(other, self.lower, self.upper)  # (pairs, draws)
+            count = inside.sum(1)
+        log_q = log_q - torch.log(count.clamp(min=1) / draws)
+        if not torch.is_grad_enabled():
+            return log_q
+        pair, draw = inside.nonzero(as_tuple=True)
+        log_inside = model.flow.log_prob(other[pair, draw], c[pair]) / count[pair]
+        mean_inside = torch.zeros_like(log_q).index_add(0, pair, log_inside)
+        return log_q - self.weight * (mean_inside - mean_inside.detach())
+
+
+def inside_box(theta, lower, upper):
+    """Which vectors (last axis) lie inside the open box (numpy arrays or tensors)."""
+    return ((theta > lower) & (theta < upper)).all(-1)
 
 
 @dataclass
@@ -74,20 +133,29 @@ def _to(batch: Tensors, device: torch.device) -> Tensors:
     return tuple(t.to(device, non_blocking=True) for t in batch)
 
 
-def batch_log_prob(model: nn.Module, batch: Tensors) -> torch.Tensor:
-    """log q(theta | x) of each pair in ``batch``."""
-    return model.log_prob(*batch)
+def batch_log_prob(model: nn.Module, batch: Tensors, truncation: Truncation | None = None,
+                   gen: torch.Generator | None = None) -> torch.Tensor:
+    """log q(theta | x) of each pair in ``batch`` (of the truncated flow with
+    ``truncation``, whose training draws come from ``gen``)."""
+    if truncation is None:
+        return model.log_prob(*batch)
+    return truncation.log_prob(model, batch, gen, truncation.draws)
 
 
 @torch.no_grad()
-def mean_log_prob(model: nn.Module, data: Tensors, device: torch.device, size: int = 4096) -> float:
-    """Mean log q(theta | x) over ``data``, evaluated in chunks."""
+def mean_log_prob(model: nn.Module, data: Tensors, device: torch.device,
+                  truncation: Truncation | None = None, size: int = 4096) -> float:
+    """Mean log q(theta | x) over ``data``, evaluated in chunks (of the truncated flow,
+    with the same draws at every call, with ``truncation``)."""
     model.eval()
     total = 0.0
     n = len(data[0])
+    gen = None if truncation is None else torch.Generator(device).manual_seed(0)
     for start in range(0, n, size):
         chunk = _to(tuple(t[start : start + size] for t in data), device)
-        total += batch_log_prob(model, chunk).double().sum().item()
+        log_q = (model.log_prob(*chunk) if truncation is None
+                 else truncation.log_prob(model, chunk, gen, truncation.validation_draws))
+        total += log_q.double().sum().item()
     model.train()
     return total / n
 
@@ -177,7 +245,7 @@ def _epoch(model, optimizer, scheduler, data: Tensors, config, gen, device, hist
     losses = []
     for index in order.split(config.batch_size):
         batch = _to(tuple(t[index] for t in data), device)
-        loss = -batch_log_prob(model, batch).mean()
+        loss = -batch_log_prob(model, batch, config.truncation, gen).mean()
         optimizer.zero_grad(set_to_none=not flat)
         if torch.isfinite(loss):
             loss.backward()
@@ -342,7 +410,8 @@ def _train(model, data, validation, config, gen, device, refresh, resume, checkp
                 score = -loss
                 with average.applied():  # judged, and kept as the best, averaged
                     if validation is not None:
-                        score = mean_log_prob(model, validation, device)
+                        score = mean_log_prob(model, validation, device,
+                                              config.truncation)
                         history.validation_scores.append(score)
                     stop = _update_best(state, model, score, config.tol, patience,
                                         validation is not None)
