@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ._flat_parameters import FlatParameters
+from ._torch_utils import quasi_normal
 
 ADAPTIVE_FACTOR = 5.0  # learning_rate="adaptive": the rate is divided by this on a plateau
 ADAPTIVE_REDUCTIONS = 3  # ... this many times; the next plateau ends training
@@ -55,17 +56,18 @@ class Truncation:
     """Train on the likelihood of the flow truncated to a box (``support="truncate"``).
 
     Rejection sampling draws from ``q(theta | x) 1[theta in box] / Q(x)``, where
-    ``Q(x)`` is the flow's mass inside the box. Maximum likelihood of ``q`` alone lets
-    mass leak out where posteriors are cut by the prior's bounds, and the truncated
-    density the user gets is then wrong near them; this trains the truncated density
-    itself: ``log q(theta | x) - log Q(x)``.
+    ``Q(x)`` is the flow's mass inside the box. Maximum likelihood of ``q`` alone must
+    end ``q``'s density at the box's edge wherever it cuts a posterior, which a smooth
+    flow can only approximate, and the truncated density near the edge comes out too
+    low; this trains the truncated density itself, ``log q(theta | x) - log Q(x)``, and
+    lets the flow spill mass over the edge.
 
     ``log Q`` is estimated by the share of ``draws`` flow draws per pair that fall inside
     (at least one counted), its gradient ``E[grad log q(theta') | theta' inside]`` by the
     mean over those inside draws, for every pair with any (the draws themselves carry
-    no gradient; the conditioner and summary network do). Validation uses
-    ``validation_draws`` per pair from a fixed seed, so every epoch is scored on the
-    same draws.
+    no gradient; the conditioner and summary network do). Validation scores every pair
+    with the same ``validation_draws`` quasi-random base draws, so that epochs are
+    compared on the same footing and the estimate of ``Q`` errs little.
 
     Parameters
     ----------
@@ -79,19 +81,18 @@ class Truncation:
     upper: torch.Tensor
     draws: int = 4
     validation_draws: int = 32
-    weight: float = 1.0
 
-    def log_prob(self, model: nn.Module, batch: Tensors, gen: torch.Generator,
-                 draws: int) -> torch.Tensor:
-        """log of the truncated density of each pair (with the gradient of the
-        estimated log mass where gradients are on)."""
+    def log_prob(self, model: nn.Module, batch: Tensors, z: torch.Tensor) -> torch.Tensor:
+        """log of the truncated density of each pair, its mass estimated with the flow
+        draws of base draws ``z`` (pairs, draws, n_params), or (draws, n_params) shared
+        by all pairs; with the gradient of the estimated log mass where gradients are on.
+        """
         theta, *data = batch
         c = model.condition(*data)
         log_q = model.flow.log_prob(theta, c)
+        draws = z.shape[-2]
         with torch.no_grad():
-            z = torch.randn(len(c), draws, theta.shape[-1], generator=gen,
-                            device=gen.device).to(theta.device)
-            other, _ = model.flow.inverse(z, c.unsqueeze(1))
+            other, _ = model.flow.inverse(z.expand(len(c), *z.shape[-2:]), c.unsqueeze(1))
             inside = inside_box(other, self.lower, self.upper)  # (pairs, draws)
             count = inside.sum(1)
         log_q = log_q - torch.log(count.clamp(min=1) / draws)
@@ -100,7 +101,15 @@ class Truncation:
         pair, draw = inside.nonzero(as_tuple=True)
         log_inside = model.flow.log_prob(other[pair, draw], c[pair]) / count[pair]
         mean_inside = torch.zeros_like(log_q).index_add(0, pair, log_inside)
-        return log_q - self.weight * (mean_inside - mean_inside.detach())
+        return log_q - (mean_inside - mean_inside.detach())
+
+    def training_log_prob(self, model: nn.Module, batch: Tensors,
+                          gen: torch.Generator) -> torch.Tensor:
+        """:meth:`log_prob` with ``draws`` random base draws per pair from ``gen``."""
+        theta = batch[0]
+        z = torch.randn(len(theta), self.draws, theta.shape[-1], generator=gen,
+                        device=gen.device)
+        return self.log_prob(model, batch, z.to(theta.device))
 
 
 def inside_box(theta, lower, upper):
@@ -139,7 +148,7 @@ def batch_log_prob(model: nn.Module, batch: Tensors, truncation: Truncation | No
     ``truncation``, whose training draws come from ``gen``)."""
     if truncation is None:
         return model.log_prob(*batch)
-    return truncation.log_prob(model, batch, gen, truncation.draws)
+    return truncation.training_log_prob(model, batch, gen)
 
 
 @torch.no_grad()
@@ -150,11 +159,12 @@ def mean_log_prob(model: nn.Module, data: Tensors, device: torch.device,
     model.eval()
     total = 0.0
     n = len(data[0])
-    gen = None if truncation is None else torch.Generator(device).manual_seed(0)
+    if truncation is not None:
+        z = quasi_normal(truncation.validation_draws, data[0].shape[-1]).to(device)
     for start in range(0, n, size):
         chunk = _to(tuple(t[start : start + size] for t in data), device)
         log_q = (model.log_prob(*chunk) if truncation is None
-                 else truncation.log_prob(model, chunk, gen, truncation.validation_draws))
+                 else truncation.log_prob(model, chunk, z))
         total += log_q.double().sum().item()
     model.train()
     return total / n
