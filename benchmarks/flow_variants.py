@@ -37,6 +37,10 @@ Each variant patches the package's network, optimiser or schedule for one measur
   standardised flat data and parameters of every training batch (noise regularisation).
 - Training the flow truncated to the support's box, measured here first, is now the
   estimator's ``support="truncate"``.
+- ``truncate_one_draw``: with ``support="truncate"``, the gradient of ``log Q`` from one
+  inside draw per pair, picked at random, instead of the mean over all inside draws
+  (the same expectation; one forward and backward pass per pair instead of up to
+  ``draws``).
 """
 
 from __future__ import annotations
@@ -170,6 +174,29 @@ def _linear_skip() -> None:
     ConditionalMLP.forward = skip_forward
 
 
+def _truncate_one_draw() -> None:
+    """``Truncation.log_prob`` whose gradient term uses one random inside draw per pair."""
+
+    def log_prob(self, model, batch, z):
+        theta, *data = batch
+        c = model.condition(*data)
+        log_q = model.flow.log_prob(theta, c)
+        with torch.no_grad():
+            other, _ = model.flow.inverse(z.expand(len(c), *z.shape[-2:]), c.unsqueeze(1))
+            inside = training.inside_box(other, self.lower, self.upper)
+            count = inside.sum(1)
+        log_q = log_q - torch.log(count.clamp(min=1) / z.shape[-2])
+        if not torch.is_grad_enabled():
+            return log_q
+        pair = torch.nonzero(count).squeeze(1)
+        pick = torch.multinomial(inside[pair].float(), 1).squeeze(1)
+        log_inside = model.flow.log_prob(other[pair, pick], c[pair])
+        one = torch.zeros_like(log_q).index_add(0, pair, log_inside)
+        return log_q - (one - one.detach())
+
+    training.Truncation.log_prob = log_prob
+
+
 def apply(variant: str) -> None:
     """Patch the package for ``variant`` (see the module docstring)."""
     if variant == "rotation":
@@ -238,6 +265,8 @@ def apply(variant: str) -> None:
             return plain(model, batch, *truncation)
 
         training.batch_log_prob = noisy
+    elif variant == "truncate_one_draw":
+        _truncate_one_draw()
     elif variant.startswith("dropout="):
         p = float(variant.split("=", 1)[1])
         _conditioner_activation(nn.Sequential(nn.SiLU(), nn.Dropout(p)))
