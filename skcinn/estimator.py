@@ -449,9 +449,9 @@ class CINNPosteriorEstimator(
 
         ``latent(n_sets, n_draws, round)`` returns standard normal draws (n_sets,
         n_draws, n_params); round 0 asks for ``n_samples`` per data set. With
-        ``support_="reject"``, later rounds redraw for the data sets still short of
-        ``n_samples`` draws inside the support: ``round_size`` draws each (``None``:
-        as many as each data set's acceptance so far suggests).
+        rejection (``support_`` "reject" or "truncate"), later rounds redraw for the
+        data sets still short of ``n_samples`` draws inside the support: ``round_size``
+        draws each (``None``: as many as each data set's acceptance so far suggests).
         """
         with self._inference() as threads:
             cond = self._conditions(data)
@@ -626,7 +626,7 @@ class CINNPosteriorEstimator(
         return z.expand(n_sets, *z.shape)
 
     def _log_acceptance(self, cond: torch.Tensor, threads: int) -> np.ndarray:
-        """log P(draw inside the support | X) per condition (``support_="reject"``)."""
+        """log P(draw inside the support | X) per condition (draws rejected outside)."""
         z = tu.quasi_normal(ACCEPTANCE_DRAWS, self.n_params_)
         draws = self._flow_draws(cond, ACCEPTANCE_DRAWS, lambda n: z.expand(n, *z.shape),
                                  threads)
