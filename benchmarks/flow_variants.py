@@ -182,7 +182,7 @@ def _truncate_one_draw() -> None:
         c = model.condition(*data)
         log_q = model.flow.log_prob(theta, c)
         with torch.no_grad():
-            other, _ = model.flow.inverse(z.expand(len(c), *z.shape[-2:]), c.unsqueeze(1))
+            other = model.draw(z.expand(len(c), *z.shape[-2:]), c)
             inside = training.inside_box(other, self.lower, self.upper)
             count = inside.sum(1)
         log_q = log_q - torch.log(count.clamp(min=1) / z.shape[-2])

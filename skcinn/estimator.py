@@ -479,7 +479,7 @@ class CINNPosteriorEstimator(
 
         def fill(start: int, c: torch.Tensor, z: torch.Tensor) -> None:
             for s in range(0, n_samples, chunk):
-                u, _ = self.network_.sample(z[:, s : s + chunk].to(self.device_), c)
+                u = self.network_.draw(z[:, s : s + chunk].to(self.device_), c)
                 theta = self._theta_transform.inverse(u.to("cpu", torch.float64))
                 out[start : start + len(c), s : s + chunk] = theta.numpy()
 

@@ -91,7 +91,7 @@ class Truncation:
         c = model.condition(*data)
         draws = z.shape[-2]
         with torch.no_grad():
-            other, _ = model.flow.inverse(z.expand(len(c), *z.shape[-2:]), c.unsqueeze(1))
+            other = model.draw(z.expand(len(c), *z.shape[-2:]), c)
             inside = inside_box(other, self.lower, self.upper)  # (pairs, draws)
             count = inside.sum(1)
         log_mass = torch.log(count.clamp(min=1) / draws)

@@ -171,6 +171,10 @@ def test_spline_monotone_and_invertible(seed):
     back, ladj_inv = rational_quadratic_spline(y, params, bound, inverse=True)
     torch.testing.assert_close(back, x, atol=1e-9, rtol=0)
     torch.testing.assert_close(ladj + ladj_inv, torch.zeros_like(ladj), atol=1e-9, rtol=0)
+    # without the log-determinant: the same map, nothing else computed
+    for inverse, inp, out in ((False, x, y), (True, y, back)):
+        only, none = rational_quadratic_spline(inp, params, bound, inverse, log_det=False)
+        assert none is None and torch.equal(only, out)
 
 
 @pytest.mark.parametrize("inverse", [False, True])
@@ -264,6 +268,8 @@ def test_context_broadcasts_over_draws(coupling, features):
     post = PosteriorNetwork(net)
     draws, logq = post.sample(z, c)
     torch.testing.assert_close(draws, theta, atol=0, rtol=0)
+    # draws without their densities are the same draws
+    assert torch.equal(post.draw(z, c), theta)
     torch.testing.assert_close(logq, standard_normal_log_prob(z) - ladj, atol=1e-12, rtol=0)
     # the density of a draw equals the forward log-density of the drawn parameters
     fwd = net.log_prob(flat_theta, c.repeat_interleave(s, dim=0))
