@@ -516,9 +516,11 @@ class CINNPosteriorEstimator(
             round_ += 1
             if round_size:
                 sizes = np.full(len(todo), round_size)
-            else:  # what each data set's acceptance so far asks for, in powers of two
+            else:  # what each data set's acceptance so far asks for, rounded up to a
+                # quarter octave (few distinct sizes, each one call; at most 19 % more)
                 want = 1.2 * (n_samples - filled[todo]) / np.maximum(rate, MIN_ACCEPTANCE)
-                sizes = 2 ** np.ceil(np.log2(np.clip(want, 16, MAX_ROUND_FACTOR * n_samples)))
+                octaves = np.log2(np.clip(want, 16, MAX_ROUND_FACTOR * n_samples))
+                sizes = np.ceil(2 ** (np.ceil(4 * octaves) / 4))
             for size in np.unique(sizes).astype(int):
                 group = todo[sizes == size]
                 new = self._flow_draws(cond[torch.as_tensor(group)], size,
