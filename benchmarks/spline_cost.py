@@ -2,8 +2,11 @@
 
 Run ``python benchmarks/spline_cost.py``; writes ``benchmarks/results/spline_cost.json``.
 One torch thread. Measures (1) the aten operators of one spline call on (128, 1) inputs,
-forward and backward, and (2) 200 data sets x 1,000 posterior draws of a two-parameter
-estimator with ``coupling="spline"`` and with the default affine coupling (best of 3).
+forward and backward, (2) microseconds per spline call (best of five rounds): the
+inverse on 4,096 inputs as drawing makes it, with and without the log-determinant, and
+forward + backward on 128 and 640 rows as training makes it, and (3) 200 data sets x
+1,000 posterior draws of a two-parameter estimator with ``coupling="spline"`` and with
+the default affine coupling (best of 3).
 """
 
 from __future__ import annotations
@@ -29,6 +32,41 @@ def ops_per_call() -> int:
     return sum(e.count for e in prof.key_averages() if e.key.startswith("aten::"))
 
 
+def microseconds(call, rounds: int = 5, per_round: int = 100) -> float:
+    """Best of ``rounds`` mean times of ``call()``, in microseconds."""
+    for _ in range(20):
+        call()
+    best = np.inf
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(per_round):
+            call()
+        best = min(best, (time.perf_counter() - start) / per_round)
+    return round(best * 1e6, 1)
+
+
+def call_microseconds() -> dict:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4096, 1, generator=gen)
+    params = torch.randn(4096, 1, 23, generator=gen)
+    out = {}
+    with torch.inference_mode():
+        for log_det in (True, False):
+            out[f"inverse_4096_log_det_{log_det}"] = microseconds(
+                lambda ld=log_det: rational_quadratic_spline(x, params, inverse=True,
+                                                             log_det=ld))
+    for rows in (128, 640):
+        xr = x[:rows].clone().requires_grad_()
+        pr = params[:rows].clone().requires_grad_()
+
+        def step(xr=xr, pr=pr):
+            y, ladj = rational_quadratic_spline(xr, pr)
+            (y.sum() + ladj.sum()).backward()
+
+        out[f"forward_backward_{rows}"] = microseconds(step)
+    return out
+
+
 def sampling_seconds(coupling: str, repeats: int = 3) -> float:
     rng = np.random.default_rng(0)
     theta = rng.uniform(-1, 1, (4000, 2))
@@ -50,6 +88,7 @@ def main() -> None:
     torch.set_num_threads(1)
     result = {
         "aten_ops_per_spline_call_fwd_bwd": ops_per_call(),
+        "spline_call_us": call_microseconds(),
         "sample_200x1000_s": {c: sampling_seconds(c) for c in ("spline", "affine")},
         "torch": torch.__version__,
     }
