@@ -18,6 +18,8 @@ Methods (peers are installed by ``benchmarks/peers/install.sh``):
 * ``skcinn_spline_reject`` -- both: ``coupling="spline", support="reject"``.
 * ``skcinn_spline_truncate`` -- ``coupling="spline", support="truncate"``: rejection
   sampling as above, trained on the likelihood of the flow truncated to the box.
+* ``skcinn_spline6_truncate`` -- the same with ``n_coupling_blocks=6`` (two more than
+  the default), for the posteriors with four separated modes (SLCP).
 * ``skcinn_ensemble`` / ``skcinn_spline_ensemble`` -- a ``PosteriorEnsemble`` of
   ``ENSEMBLE_SIZE`` such estimators (affine / spline), trained one after the other.
 * ``sbi_maf``    -- sbi ``NPE`` (default MAF), ``.venvs/sbi``.
@@ -438,6 +440,9 @@ def methods(python: str | None = None) -> dict[str, Method]:
                                        {"coupling": "spline", "support": "reject"}),
         "skcinn_spline_truncate": Method("skcinn_spline_truncate", own, "run_skcinn.py",
                                          {"coupling": "spline", "support": "truncate"}),
+        "skcinn_spline6_truncate": Method("skcinn_spline6_truncate", own, "run_skcinn.py",
+                                          {"coupling": "spline", "support": "truncate",
+                                           "n_coupling_blocks": 6}),
         "skcinn_ensemble": Method("skcinn_ensemble", own, "run_skcinn.py",
                                   {"n_estimators": ENSEMBLE_SIZE}),
         "skcinn_spline_ensemble": Method("skcinn_spline_ensemble", own, "run_skcinn.py",
@@ -1069,7 +1074,8 @@ def _suffix(method: str) -> str:
 
 OURS_SHORT = {"skcinn": "skcinn", "skcinn_spline": "spline", "skcinn_reject": "reject",
               "skcinn_spline_reject": "spline reject",
-              "skcinn_spline_truncate": "spline truncate", "skcinn_ensemble": "ensemble",
+              "skcinn_spline_truncate": "spline truncate",
+              "skcinn_spline6_truncate": "six blocks", "skcinn_ensemble": "ensemble",
               "skcinn_spline_ensemble": "spline ensemble"}
 """skcinn's methods in the targets table, with their short column labels."""
 
