@@ -90,8 +90,6 @@ def rational_quadratic_spline(
         out = x0 + xi * w
     else:
         xi = (xc - x0) / w
-    if inverse and not log_det:
-        return torch.where(inside, out, x), None
     one_minus = 1 - xi
     mixed = xi * one_minus
     denom = slope + gap * mixed
