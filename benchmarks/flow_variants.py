@@ -41,6 +41,9 @@ Each variant patches the package's network, optimiser or schedule for one measur
   inside draw per pair, picked at random, instead of the mean over all inside draws
   (the same expectation; one forward and backward pass per pair instead of up to
   ``draws``).
+- ``truncate_outside``: with ``support="truncate"``, the gradient of ``log Q`` from the
+  draws outside the box, ``-E_q[1_outside grad log q] / Q`` (zero for a pair whose
+  draws all fall inside), instead of the mean score over the inside draws.
 """
 
 from __future__ import annotations
@@ -197,6 +200,32 @@ def _truncate_one_draw() -> None:
     training.Truncation.log_prob = log_prob
 
 
+def _truncate_outside() -> None:
+    """``Truncation.log_prob`` whose gradient of ``log Q`` comes from the draws outside:
+    the score has mean zero under q, so grad log Q = -E_q[1_outside grad log q] / Q,
+    which is exactly zero for a pair whose draws all fall inside (the package's
+    estimator averages the score over the inside draws: mean zero there, but noise)."""
+
+    def log_prob(self, model, batch, z):
+        theta, *data = batch
+        c = model.condition(*data)
+        draws = z.shape[-2]
+        with torch.no_grad():
+            other = model.draw(z.expand(len(c), *z.shape[-2:]), c)
+            inside = training.inside_box(other, self.lower, self.upper)
+            mass = inside.sum(1).clamp(min=1) / draws
+        if not torch.is_grad_enabled():
+            return model.flow.log_prob(theta, c) - torch.log(mass)
+        pair, draw = (~inside).nonzero(as_tuple=True)
+        both = model.flow.log_prob(torch.cat([theta, other[pair, draw]]),
+                                   torch.cat([c, c[pair]]))
+        log_q, log_out = both[: len(theta)], both[len(theta):] / (draws * mass[pair])
+        out = torch.zeros_like(log_q).index_add(0, pair, log_out)
+        return log_q - torch.log(mass) + (out - out.detach())
+
+    training.Truncation.log_prob = log_prob
+
+
 def apply(variant: str) -> None:
     """Patch the package for ``variant`` (see the module docstring)."""
     if variant == "rotation":
@@ -267,6 +296,8 @@ def apply(variant: str) -> None:
         training.batch_log_prob = noisy
     elif variant == "truncate_one_draw":
         _truncate_one_draw()
+    elif variant == "truncate_outside":
+        _truncate_outside()
     elif variant.startswith("dropout="):
         p = float(variant.split("=", 1)[1])
         _conditioner_activation(nn.Sequential(nn.SiLU(), nn.Dropout(p)))
