@@ -6,7 +6,8 @@ forward and backward, (2) microseconds per spline call (best of five rounds): th
 inverse on 4,096 inputs as drawing makes it, with and without the log-determinant, and
 forward + backward on 128 and 640 rows as training makes it, and (3) 200 data sets x
 1,000 posterior draws of a two-parameter estimator with ``coupling="spline"`` and with
-the default affine coupling (best of 3).
+the default affine coupling (best of 3). ``--compile`` also times (2) with the spline
+function under ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def microseconds(call, rounds: int = 5, per_round: int = 100) -> float:
     return round(best * 1e6, 1)
 
 
-def call_microseconds() -> dict:
+def call_microseconds(spline=rational_quadratic_spline) -> dict:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(4096, 1, generator=gen)
     params = torch.randn(4096, 1, 23, generator=gen)
@@ -53,14 +54,13 @@ def call_microseconds() -> dict:
     with torch.inference_mode():
         for log_det in (True, False):
             out[f"inverse_4096_log_det_{log_det}"] = microseconds(
-                lambda ld=log_det: rational_quadratic_spline(x, params, inverse=True,
-                                                             log_det=ld))
+                lambda ld=log_det: spline(x, params, inverse=True, log_det=ld))
     for rows in (128, 640):
         xr = x[:rows].clone().requires_grad_()
         pr = params[:rows].clone().requires_grad_()
 
         def step(xr=xr, pr=pr):
-            y, ladj = rational_quadratic_spline(xr, pr)
+            y, ladj = spline(xr, pr)
             (y.sum() + ladj.sum()).backward()
 
         out[f"forward_backward_{rows}"] = microseconds(step)
@@ -84,6 +84,9 @@ def sampling_seconds(coupling: str, repeats: int = 3) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="benchmarks/results/spline_cost.json")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the spline call under torch.compile (needs a C++ "
+                             "compiler; one graph per shape, compiled on first use)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     result = {
@@ -92,6 +95,11 @@ def main() -> None:
         "sample_200x1000_s": {c: sampling_seconds(c) for c in ("spline", "affine")},
         "torch": torch.__version__,
     }
+    if args.compile:
+        start = time.perf_counter()
+        compiled = torch.compile(rational_quadratic_spline, dynamic=False)
+        result["compiled_spline_call_us"] = call_microseconds(compiled)
+        result["compile_and_time_s"] = round(time.perf_counter() - start, 1)
     print(json.dumps(result, indent=1))
     with open(args.out, "w") as fh:
         json.dump(result, fh, indent=1)
