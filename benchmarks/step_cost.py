@@ -40,8 +40,9 @@ OUT = Path(__file__).resolve().parent / "results" / "step_cost.json"
 PHASES = ("forward", "backward", "clip", "adam", "average")
 
 
-def _trained_parts(task_name: str):
-    """The default network after one epoch, and the training tensors it was given."""
+def _trained_parts(task_name: str, **options):
+    """The default network (or one with the estimator ``options``) after one epoch, and
+    the training tensors it was given."""
     theta, x = training_pairs(TASKS[task_name](), 10_000, 0)
     seen = {}
     train = _fitting.train
@@ -52,7 +53,7 @@ def _trained_parts(task_name: str):
 
     _fitting.train = keep
     try:
-        est = CINNPosteriorEstimator(max_iter=1, random_state=0).fit(x, theta)
+        est = CINNPosteriorEstimator(max_iter=1, random_state=0, **options).fit(x, theta)
     finally:
         _fitting.train = train
     return est.network_.train(), seen["tensors"]
