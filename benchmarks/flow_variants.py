@@ -186,12 +186,8 @@ def _truncate_one_draw() -> None:
     def log_prob(self, model, batch, z):
         theta, *data = batch
         c = model.condition(*data)
-        log_q = model.flow.log_prob(theta, c)
-        with torch.no_grad():
-            other = model.draw(z.expand(len(c), *z.shape[-2:]), c)
-            inside = training.inside_box(other, self.lower, self.upper)
-            count = inside.sum(1)
-        log_q = log_q - torch.log(count.clamp(min=1) / z.shape[-2])
+        other, inside, count = self.inside_draws(model, c, z)
+        log_q = model.flow.log_prob(theta, c) - torch.log(count.clamp(min=1) / z.shape[-2])
         if not torch.is_grad_enabled():
             return log_q
         pair = torch.nonzero(count).squeeze(1)
@@ -213,10 +209,8 @@ def _truncate_outside() -> None:
         theta, *data = batch
         c = model.condition(*data)
         draws = z.shape[-2]
-        with torch.no_grad():
-            other = model.draw(z.expand(len(c), *z.shape[-2:]), c)
-            inside = training.inside_box(other, self.lower, self.upper)
-            mass = inside.sum(1).clamp(min=1) / draws
+        other, inside, count = self.inside_draws(model, c, z)
+        mass = count.clamp(min=1) / draws
         if not torch.is_grad_enabled():
             return model.flow.log_prob(theta, c) - torch.log(mass)
         pair, draw = (~inside).nonzero(as_tuple=True)

@@ -89,12 +89,8 @@ class Truncation:
         """
         theta, *data = batch
         c = model.condition(*data)
-        draws = z.shape[-2]
-        with torch.no_grad():
-            other = model.draw(z.expand(len(c), *z.shape[-2:]), c)
-            inside = inside_box(other, self.lower, self.upper)  # (pairs, draws)
-            count = inside.sum(1)
-        log_mass = torch.log(count.clamp(min=1) / draws)
+        other, inside, count = self.inside_draws(model, c, z)
+        log_mass = torch.log(count.clamp(min=1) / z.shape[-2])
         if not torch.is_grad_enabled():
             return model.flow.log_prob(theta, c) - log_mass
         pair, draw = inside.nonzero(as_tuple=True)
@@ -105,6 +101,16 @@ class Truncation:
         log_q, log_inside = both[: len(theta)], both[len(theta):] / count[pair]
         mean_inside = torch.zeros_like(log_q).index_add(0, pair, log_inside)
         return log_q - log_mass - (mean_inside - mean_inside.detach())
+
+    @torch.no_grad()
+    def inside_draws(self, model: nn.Module, c: torch.Tensor, z: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The flow's draws (pairs, draws, n_params) for conditions ``c`` from base draws
+        ``z`` (pairs or shared), without gradient; which fall inside the box (pairs,
+        draws); and how many per pair."""
+        other = model.draw(z.expand(len(c), *z.shape[-2:]), c)
+        inside = inside_box(other, self.lower, self.upper)
+        return other, inside, inside.sum(1)
 
     def training_log_prob(self, model: nn.Module, batch: Tensors,
                           gen: torch.Generator) -> torch.Tensor:
