@@ -44,9 +44,6 @@ Each variant patches the package's network, optimiser or schedule for one measur
 - ``truncate_outside``: with ``support="truncate"``, the gradient of ``log Q`` from the
   draws outside the box, ``-E_q[1_outside grad log q] / Q`` (zero for a pair whose
   draws all fall inside), instead of the mean score over the inside draws.
-- ``compile``: training steps through ``torch.compile(model.log_prob)`` (needs a C++
-  compiler; the first fit on a machine compiles for ~30 s, later ones read torch's
-  kernel cache). Compare wall seconds: the compiler's workers run in other processes.
 """
 
 from __future__ import annotations
@@ -223,20 +220,6 @@ def _truncate_outside() -> None:
     training.Truncation.log_prob = log_prob
 
 
-def _compile() -> None:
-    """Training steps through ``torch.compile(model.log_prob)`` (without truncation)."""
-    plain, compiled = training.batch_log_prob, {}
-
-    def batch_log_prob(model, batch, truncation=None, gen=None):
-        if truncation is not None:
-            return plain(model, batch, truncation, gen)
-        if id(model) not in compiled:
-            compiled[id(model)] = torch.compile(model.log_prob)
-        return compiled[id(model)](*batch)
-
-    training.batch_log_prob = batch_log_prob
-
-
 def apply(variant: str) -> None:
     """Patch the package for ``variant`` (see the module docstring)."""
     if variant == "rotation":
@@ -309,8 +292,6 @@ def apply(variant: str) -> None:
         _truncate_one_draw()
     elif variant == "truncate_outside":
         _truncate_outside()
-    elif variant == "compile":
-        _compile()
     elif variant.startswith("dropout="):
         p = float(variant.split("=", 1)[1])
         _conditioner_activation(nn.Sequential(nn.SiLU(), nn.Dropout(p)))

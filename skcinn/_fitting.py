@@ -192,6 +192,7 @@ class TrainingMixin:
             self.n_iter_no_change, self.tol, verbose=self.verbose, max_time=self.max_time,
             schedule="constant" if partial else self.learning_rate,
             ema_decay=0.0 if partial else self.ema_decay, truncation=self._truncation(),
+            compile=self.compile,
         )
         gen = tu.generator(tu.seed_from(rng), tensors[0].device)
         base = resume["base"] if resume else (self._history if continuing else _no_history())

@@ -36,6 +36,45 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+class CompileWarning(UserWarning):
+    """``compile=True`` could not compile the training step; it runs uncompiled."""
+
+
+def compiled(fn: Callable) -> Callable:
+    """``torch.compile(fn)``, or ``fn`` itself with a :class:`CompileWarning` where
+    compiling fails: no C++ compiler (CPU) or triton (GPU), an unsupported platform.
+
+    ``torch.compile`` compiles lazily, at the first call of each new kind of input (and
+    its backward pass with it), so a failure is caught at any call; that call and all
+    later ones run ``fn`` uncompiled. Errors of ``fn`` itself are not swallowed: they
+    surface from the uncompiled call.
+    """
+    try:
+        fast = torch.compile(fn)
+    except RuntimeError as err:  # platforms torch cannot compile on
+        _warn_uncompiled(err)
+        return fn
+    from torch._dynamo.exc import TorchDynamoException
+
+    def call(*args):
+        nonlocal fast
+        if fast is not None:
+            try:
+                return fast(*args)
+            except TorchDynamoException as err:
+                _warn_uncompiled(err)
+                fast = None
+        return fn(*args)
+
+    return call
+
+
+def _warn_uncompiled(err: Exception) -> None:
+    reason = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+    warnings.warn(f"compile=True: torch.compile failed ({type(err).__name__}: {reason}); "
+                  "training goes on uncompiled.", CompileWarning, stacklevel=2)
+
+
 def seed_from(rng: np.random.RandomState) -> int:
     """Draw one integer seed from a numpy ``RandomState``."""
     return int(rng.randint(np.iinfo(np.int32).max))

@@ -176,6 +176,19 @@ class CINNPosteriorEstimator(
         per training pair, 32 per validation pair). More accurate where posteriors reach
         the bounds (10,000 pairs, spline coupling, C2ST: Gaussian mixture 0.533 against
         0.546, two moons 0.527 against 0.543), at about twice the time per epoch.
+    compile : bool, default=False
+        Run the training steps' forward and backward passes through ``torch.compile``,
+        as kernels generated for this network. On a CPU that halves the time per step
+        of coupling flows on fixed-size features (two moons, 10,000 pairs: a spline
+        step 12.2 -> 4.9 ms, an affine one 4.0 -> 2.3 ms; a spline fit 108 -> 57 s)
+        but gains little for sets and series, whose shapes change from batch to batch.
+        Compiling costs 20-100 s on a machine's first fit of a network and a few
+        seconds once torch's on-disk cache holds its kernels, so it pays for long and
+        repeated fits (a grid search compiles once per network shape). It needs a C++
+        compiler (on a GPU, triton); where compiling fails, a ``CompileWarning`` says
+        why (a ``UserWarning``) and training goes on uncompiled. Validation and sampling
+        are not compiled; weights trained compiled differ from uncompiled ones in their
+        last bits.
 
     Attributes
     ----------
@@ -273,6 +286,7 @@ class CINNPosteriorEstimator(
         "checkpoint_path": [str, os.PathLike, None],
         "parameter_bounds": [dict, "array-like", None],
         "support": [StrOptions({"transform", "reject", "truncate"})],
+        "compile": ["boolean"],
     }
 
     def __init__(
@@ -306,6 +320,7 @@ class CINNPosteriorEstimator(
         checkpoint_path: str | os.PathLike | None = None,
         parameter_bounds=None,
         support: str = "transform",
+        compile: bool = False,
     ) -> None:
         self.n_coupling_blocks = n_coupling_blocks
         self.coupling = coupling
@@ -335,6 +350,7 @@ class CINNPosteriorEstimator(
         self.checkpoint_path = checkpoint_path
         self.parameter_bounds = parameter_bounds
         self.support = support
+        self.compile = compile
 
     # ---------------------------------------------------------------------- training
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ._flat_parameters import FlatParameters
-from ._torch_utils import quasi_normal
+from ._torch_utils import compiled, quasi_normal
 
 ADAPTIVE_FACTOR = 5.0  # learning_rate="adaptive": the rate is divided by this on a plateau
 ADAPTIVE_REDUCTIONS = 3  # ... this many times; the next plateau ends training
@@ -49,6 +49,7 @@ class TrainingConfig:
     schedule: str = "adaptive"  # one of SCHEDULES
     ema_decay: float = 0.99  # of the weight average; 0 trains without one
     truncation: Truncation | None = None  # train the flow truncated to a box
+    compile: bool = False  # training steps through torch.compile
 
 
 @dataclass
@@ -160,6 +161,16 @@ def batch_log_prob(model: nn.Module, batch: Tensors, truncation: Truncation | No
     return truncation.training_log_prob(model, batch, gen)
 
 
+def step_log_prob(model: nn.Module, config: TrainingConfig, gen: torch.Generator
+                  ) -> Callable[..., torch.Tensor]:
+    """``f(*batch)``: :func:`batch_log_prob` of a training batch, through
+    ``torch.compile`` with ``config.compile``."""
+    def log_prob(*batch: torch.Tensor) -> torch.Tensor:
+        return batch_log_prob(model, batch, config.truncation, gen)
+
+    return compiled(log_prob) if config.compile else log_prob
+
+
 @torch.no_grad()
 def mean_log_prob(model: nn.Module, data: Tensors, device: torch.device,
                   truncation: Truncation | None = None, size: int = 4096) -> float:
@@ -252,9 +263,10 @@ def clip_gradients(params: list[torch.Tensor], max_norm: float) -> bool:
     return finite
 
 
-def _epoch(model, optimizer, scheduler, data: Tensors, config, gen, device, history,
+def _epoch(log_prob, optimizer, scheduler, data: Tensors, config, gen, device, history,
            average: WeightAverage, flat: bool) -> float:
-    """One pass over ``data``; returns the mean training loss of the applied batches.
+    """One pass over ``data`` scored by ``log_prob(*batch)`` (:func:`step_log_prob`);
+    returns the mean training loss of the applied batches.
 
     ``flat``: the optimiser holds one flat parameter whose gradient stays allocated.
     """
@@ -264,7 +276,7 @@ def _epoch(model, optimizer, scheduler, data: Tensors, config, gen, device, hist
     losses = []
     for index in order.split(config.batch_size):
         batch = _to(tuple(t[index] for t in data), device)
-        loss = -batch_log_prob(model, batch, config.truncation, gen).mean()
+        loss = -log_prob(*batch).mean()
         optimizer.zero_grad(set_to_none=not flat)
         if torch.isfinite(loss):
             loss.backward()
@@ -407,6 +419,7 @@ def _train(model, data, validation, config, gen, device, refresh, resume, checkp
     anneal_epochs = (math.ceil(ANNEAL_FRACTION * config.max_iter)
                      if config.schedule == "adaptive" else 0)
     average = WeightAverage(model, config.ema_decay)  # after flattening: of the views
+    log_prob = step_log_prob(model, config, gen)
     if resume is not None:
         state = _restore(resume, optimizer, scheduler, gen, average, flat)
     history = state.history
@@ -423,8 +436,8 @@ def _train(model, data, validation, config, gen, device, refresh, resume, checkp
                     state.anneal = min(1.0, (config.max_iter - epoch) / (anneal_epochs + 1))
                     _set_rate(state, optimizer, config)
                 tick = time.perf_counter()
-                loss = _epoch(model, optimizer, scheduler, data, config, gen, device, history,
-                              average, flat is not None)
+                loss = _epoch(log_prob, optimizer, scheduler, data, config, gen, device,
+                              history, average, flat is not None)
                 _record(history, loss, optimizer, tick)
                 score = -loss
                 with average.applied():  # judged, and kept as the best, averaged
