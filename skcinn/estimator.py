@@ -180,12 +180,12 @@ class CINNPosteriorEstimator(
         Run the training steps' forward and backward passes through ``torch.compile``,
         as kernels generated for this network. On a CPU that halves the time per step
         of coupling flows on fixed-size features (two moons, 10,000 pairs: a spline
-        step 12.2 -> 4.9 ms, an affine one 4.0 -> 2.3 ms; a spline fit 108 -> 57 s,
-        with ``support="truncate"`` 206 -> 122 s) but gains little for sets and
-        series, whose shapes change from batch to batch. Compiling costs 20-120 s on a
-        machine's first fit of a network and a few seconds once torch's on-disk cache
-        holds its kernels, so it pays for long and repeated fits (a grid search
-        compiles once per network shape). It needs a C++ compiler (on a GPU, triton);
+        step 12.2 -> 4.9 ms, an affine one 4.0 -> 2.3 ms; a spline fit 85 -> 49 s,
+        with ``support="truncate"`` 206 -> 109 s) but gains little for sets and
+        series. Compiling costs up to a minute or two on a machine's first fit of a
+        network (the fits above then take 91 and 175 s) and 10-25 s once torch's
+        on-disk cache holds its kernels, so it pays for long and repeated fits (a grid
+        search compiles once per network shape). It needs a C++ compiler (on a GPU, triton);
         where compiling fails, a ``CompileWarning`` (a ``UserWarning``) says why and
         training goes on uncompiled. Validation and sampling are not compiled; weights
         trained compiled differ from uncompiled ones in their last bits.
