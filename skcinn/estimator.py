@@ -183,7 +183,7 @@ class CINNPosteriorEstimator(
         step 12.2 -> 4.9 ms, an affine one 4.0 -> 2.3 ms; a spline fit 85 -> 49 s,
         with ``support="truncate"`` 206 -> 109 s) but gains little for sets and
         series. Compiling costs up to a minute or two on a machine's first fit of a
-        network (the fits above then take 91 and 175 s) and 10-25 s once torch's
+        network (the fits above then take 91 and 175 s) and 10-30 s once torch's
         on-disk cache holds its kernels, so it pays for long and repeated fits (a grid
         search compiles once per network shape). It needs a C++ compiler (on a GPU, triton);
         where compiling fails, a ``CompileWarning`` (a ``UserWarning``) says why and
