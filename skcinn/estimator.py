@@ -180,7 +180,7 @@ class CINNPosteriorEstimator(
         Run the training steps' forward and backward passes through ``torch.compile``,
         as kernels generated for this network. On a CPU that halves the time per step
         of coupling flows on fixed-size features (two moons, 10,000 pairs: a spline
-        step 12.2 -> 4.9 ms, an affine one 4.0 -> 2.3 ms; a spline fit 85 -> 49 s,
+        step 9.7 -> 2.9 ms, an affine one 3.4 -> 1.9 ms; a spline fit 85 -> 49 s,
         with ``support="truncate"`` 206 -> 109 s) but gains little for sets and
         series. Compiling costs up to a minute or two on a machine's first fit of a
         network (the fits above then take 91 and 175 s) and 10-30 s once torch's
