@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import types
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -40,9 +41,15 @@ class CompileWarning(UserWarning):
     """``compile=True`` could not compile the training step; it runs uncompiled."""
 
 
-def compiled(fn: Callable) -> Callable:
+def compiled(fn: Callable, key: Hashable = None) -> Callable:
     """``torch.compile(fn)``, or ``fn`` itself with a :class:`CompileWarning` where
     compiling fails: no C++ compiler (CPU) or triton (GPU), an unsupported platform.
+
+    ``key`` (e.g. the network's architecture) gives ``fn`` a compile cache of its own
+    for that key (:func:`_own_code`): torch keeps compiled graphs per code object and
+    stops compiling one after ``torch._dynamo.config.recompile_limit`` (8) graphs, so a
+    grid search over more than 8 network shapes would otherwise train the later ones
+    uncompiled. Fits with the same key reuse each other's graphs.
 
     ``torch.compile`` compiles lazily, at the first call of each new kind of input (and
     its backward pass with it), so a failure is caught at any call; that call and all
@@ -53,6 +60,8 @@ def compiled(fn: Callable) -> Callable:
     dynamic recompile (truncated spline flow on two moons: 89 s against 162 s), with
     steps as fast.
     """
+    if key is not None:
+        fn = _own_code(fn, key)
     try:
         fast = torch.compile(fn, dynamic=True)
     except RuntimeError as err:  # platforms torch cannot compile on
@@ -71,6 +80,18 @@ def compiled(fn: Callable) -> Callable:
         return fn(*args)
 
     return call
+
+
+_CODE_COPIES: dict[tuple, types.CodeType] = {}
+
+
+def _own_code(fn: Callable, key: Hashable) -> Callable:
+    """``fn`` running a copy of its code object kept for ``key`` (one per key and
+    function), with the same globals and closure: torch's compile cache lives on the
+    code object, so each key gets its own cache and recompile limit."""
+    code = _CODE_COPIES.setdefault((fn.__code__, key), fn.__code__.replace())
+    return types.FunctionType(code, fn.__globals__, fn.__name__, fn.__defaults__,
+                              fn.__closure__)
 
 
 def _warn_uncompiled(err: Exception) -> None:

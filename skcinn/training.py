@@ -164,11 +164,20 @@ def batch_log_prob(model: nn.Module, batch: Tensors, truncation: Truncation | No
 def step_log_prob(model: nn.Module, config: TrainingConfig, gen: torch.Generator
                   ) -> Callable[..., torch.Tensor]:
     """``f(*batch)``: :func:`batch_log_prob` of a training batch, through
-    ``torch.compile`` with ``config.compile``."""
+    ``torch.compile`` with ``config.compile`` (one compile cache per architecture)."""
     def log_prob(*batch: torch.Tensor) -> torch.Tensor:
         return batch_log_prob(model, batch, config.truncation, gen)
 
-    return compiled(log_prob) if config.compile else log_prob
+    if not config.compile:
+        return log_prob
+    return compiled(log_prob, key=(_architecture(model), config.truncation is None))
+
+
+def _architecture(model: nn.Module) -> tuple:
+    """What sets networks' compiled graphs apart: their modules' types and the shapes,
+    dtypes and devices of their weights."""
+    return (tuple(type(module).__qualname__ for module in model.modules()),
+            tuple((tuple(t.shape), t.dtype, t.device) for t in model.state_dict().values()))
 
 
 @torch.no_grad()

@@ -89,3 +89,28 @@ def test_compiled_fit_trains_like_uncompiled_and_pickles(pairs, tmp_path):
     joblib.dump(est, tmp_path / "est.joblib")
     loaded = joblib.load(tmp_path / "est.joblib")
     np.testing.assert_array_equal(_draws(loaded, x), _draws(est, x))
+
+
+def test_each_architecture_compiles_past_torchs_recompile_limit(pairs, monkeypatch):
+    # torch stops compiling a function after `recompile_limit` graphs; a grid search over
+    # more network shapes than that must still compile each (here: a limit of 1, two
+    # shapes), and a refit of a shape already seen must reuse its graph. The eager
+    # backend traces as inductor does, without generating kernels (fast, no compiler).
+    x, theta = pairs
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile",
+                        lambda fn, **kwargs: compile_(fn, backend="eager", **kwargs))
+    counters = torch._dynamo.utils.counters["stats"]
+
+    def graphs_added(hidden):
+        before = counters["unique_graphs"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CompileWarning)
+            CINNPosteriorEstimator(compile=True, **{
+                **OPTIONS, "max_iter": 1, "hidden_layer_sizes": hidden}).fit(x, theta)
+        return counters["unique_graphs"] - before
+
+    with torch._dynamo.config.patch(recompile_limit=1):
+        assert graphs_added((12,)) == 1
+        assert graphs_added((13,)) == 1  # a new shape: compiled, not over the limit
+        assert graphs_added((12,)) == 0  # a shape seen before: its graph reused
