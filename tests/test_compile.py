@@ -91,16 +91,40 @@ def test_compiled_fit_trains_like_uncompiled_and_pickles(pairs, tmp_path):
     np.testing.assert_array_equal(_draws(loaded, x), _draws(est, x))
 
 
-def test_each_architecture_compiles_past_torchs_recompile_limit(pairs, monkeypatch):
-    # torch stops compiling a function after `recompile_limit` graphs; a grid search over
-    # more network shapes than that must still compile each (here: a limit of 1, two
-    # shapes), and a refit of a shape already seen must reuse its graph. The eager
-    # backend traces as inductor does, without generating kernels (fast, no compiler).
-    x, theta = pairs
+@pytest.fixture
+def eager_compile(monkeypatch):
+    """``torch.compile`` with the eager backend: torch traces the step into graphs as
+    for inductor but runs them as they are, without generating kernels (fast, no C++
+    compiler). Yields torch's compile counters."""
     compile_ = torch.compile
     monkeypatch.setattr(torch, "compile",
                         lambda fn, **kwargs: compile_(fn, backend="eager", **kwargs))
-    counters = torch._dynamo.utils.counters["stats"]
+    return torch._dynamo.utils.counters["stats"]
+
+
+def test_truncated_training_step_traces_and_trains_as_uncompiled(eager_compile):
+    # support="truncate" draws from the flow inside the step (a varying number inside
+    # the box): torch must trace it whole, and the traced step must train as the plain one
+    rng = np.random.default_rng(0)
+    theta = rng.uniform(0, 1, size=(600, 2))
+    x = theta + 0.3 * rng.normal(size=theta.shape)
+    options = dict(OPTIONS, max_iter=3, support="truncate", parameter_bounds=[(0, 1)] * 2)
+    plain = CINNPosteriorEstimator(**options).fit(x, theta)
+    graphs = eager_compile["unique_graphs"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileWarning)
+        est = CINNPosteriorEstimator(compile=True, **options).fit(x, theta)
+    assert eager_compile["unique_graphs"] > graphs
+    np.testing.assert_allclose(est.loss_curve_, plain.loss_curve_, rtol=1e-5)
+    np.testing.assert_allclose(_draws(est, x), _draws(plain, x), atol=1e-4)
+
+
+def test_each_architecture_compiles_past_torchs_recompile_limit(pairs, eager_compile):
+    # torch stops compiling a function after `recompile_limit` graphs; a grid search over
+    # more network shapes than that must still compile each (here: a limit of 1, two
+    # shapes), and a refit of a shape already seen must reuse its graph
+    x, theta = pairs
+    counters = eager_compile
 
     def graphs_added(hidden):
         before = counters["unique_graphs"]
