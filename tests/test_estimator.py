@@ -296,6 +296,21 @@ def test_sample_posterior_rejects_bad_n_samples(est_flat, flat):
             est_flat.sample_posterior(X[:2], n_samples=bad)
 
 
+def test_learning_rate_init_auto_follows_the_coupling(flat):
+    """"auto" starts affine coupling at 2e-3 and spline coupling at 6e-3; a number is
+    taken as given; anything else is rejected before training."""
+    X, theta = flat
+    for coupling, rate in [("affine", 2e-3), ("spline", 6e-3)]:
+        est = tiny(coupling=coupling, max_iter=1, learning_rate="constant").fit(X, theta)
+        assert est.get_params()["learning_rate_init"] == "auto"
+        assert est.history_["learning_rate"].iloc[0] == pytest.approx(rate)
+    est = tiny(coupling="spline", learning_rate_init=1e-3, max_iter=1,
+               learning_rate="constant").fit(X, theta)
+    assert est.history_["learning_rate"].iloc[0] == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="learning_rate_init"):
+        tiny(learning_rate_init="fast").fit(X, theta)
+
+
 # ------------------------------------------------------------------- reproducibility
 
 
