@@ -101,8 +101,10 @@ ANNEALED_AFTER = 0.8
 adaptive schedule's final anneal (over the last fifth of ``max_iter``); it changes only
 fits that ran past this share of ``max_iter``, which :func:`merge` labels
 ``<method>_no_anneal``. The others are what today's defaults give."""
-EARLIER = {"_cosine60": ":", "_no_ema": "--", "_no_anneal": "-."}
-"""Labels of skcinn runs under earlier defaults, with their line style in the figure."""
+EARLIER = {"_cosine60": ":", "_no_ema": "--", "_no_anneal": "-.", "_lr2e-3": (0, (1, 3))}
+"""Labels of skcinn runs under earlier defaults, with their line style in the figure.
+``_lr2e-3``: runs with spline coupling that do not record ``learning_rate_init``
+trained at 2e-3, before ``learning_rate_init="auto"`` gave the spline 6e-3."""
 TIMING_NOTE = ("Timings are wall-clock and CPU seconds on a 2-core machine whose cores are "
                "shared with other jobs; they are noisy (load average recorded per run). "
                "C2ST is not affected.")
@@ -1054,6 +1056,8 @@ def _label_earlier_defaults(doc: dict) -> dict:
         max_iter = (run.get("options") or {}).get("max_iter", 200)
         if "anneal_fraction" not in info and (run.get("epochs") or 0) > ANNEALED_AFTER * max_iter:
             return method + "_no_anneal"
+        if info.get("coupling") == "spline" and "learning_rate_init" not in info:
+            return method + "_lr2e-3"
         return method
 
     runs = [{**r, "method": label(r)} for r in doc["runs"]]

@@ -71,6 +71,7 @@ def run(args) -> None:
         "summary_network": first.summary_network_,
         "coupling": first.coupling_,
         "learning_rate": first.learning_rate,
+        "learning_rate_init": first._learning_rate_init(),
         "ema_decay": first.ema_decay,
         "anneal_fraction": training.ANNEAL_FRACTION,
         "support": first.support_,
