@@ -95,7 +95,7 @@ def test_compiled_fit_trains_like_uncompiled_and_pickles(pairs, tmp_path):
 def eager_compile(monkeypatch):
     """``torch.compile`` with the eager backend: torch traces the step into graphs as
     for inductor but runs them as they are, without generating kernels (fast, no C++
-    compiler). Yields torch's compile counters."""
+    compiler). Returns torch's compile counters."""
     compile_ = torch.compile
     monkeypatch.setattr(torch, "compile",
                         lambda fn, **kwargs: compile_(fn, backend="eager", **kwargs))
@@ -104,7 +104,8 @@ def eager_compile(monkeypatch):
 
 def test_truncated_training_step_traces_and_trains_as_uncompiled(eager_compile):
     # support="truncate" draws from the flow inside the step (a varying number inside
-    # the box): torch must trace it whole, and the traced step must train as the plain one
+    # the box): torch traces it in pieces (the seeded draws and the gather of the inside
+    # ones break the graph), and the traced step must train as the plain one
     rng = np.random.default_rng(0)
     theta = rng.uniform(0, 1, size=(600, 2))
     x = theta + 0.3 * rng.normal(size=theta.shape)
