@@ -41,7 +41,7 @@ class CompileWarning(UserWarning):
     """``compile=True`` could not compile the training step; it runs uncompiled."""
 
 
-def compiled(fn: Callable, key: Hashable = None) -> Callable:
+def compiled(fn: Callable, key: Hashable | None = None) -> Callable:
     """``torch.compile(fn)``, or ``fn`` itself with a :class:`CompileWarning` where
     compiling fails: no C++ compiler (CPU) or triton (GPU), an unsupported platform.
 
