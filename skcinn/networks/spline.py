@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 MIN_BIN = 1e-3
@@ -20,12 +21,137 @@ def _softmax(raw: torch.Tensor) -> torch.Tensor:
     return e / e.sum(dim=-1, keepdim=True)
 
 
-def _knots(raw: torch.Tensor, bound: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bin sizes and the K + 1 knot positions on [-bound, bound] from unnormalised logits."""
-    bins = raw.shape[-1]
-    size = (MIN_BIN + (1.0 - MIN_BIN * bins) * _softmax(raw)) * (2 * bound)
-    knots = F.pad(torch.cumsum(size, dim=-1), (1, 0)) - bound
-    return size, knots
+def _spline(x: torch.Tensor, params: torch.Tensor, bound: float, inverse: bool,
+            log_det: bool) -> tuple[torch.Tensor, torch.Tensor | None, tuple | None]:
+    """The spline's value and log-determinant, and the pieces :class:`_ForwardSpline`'s
+    gradient needs (``None`` without ``log_det``).
+
+    Written for few operators: at training's batch sizes a call's cost on the CPU is
+    mostly per operator (benchmarks/README.md, "Spline coupling's gradient").
+    """
+    bins = (params.shape[-1] + 1) // 3
+    w_raw, h_raw, d_raw = params.split((bins, bins, bins - 1), dim=-1)
+    w_share, h_share = _softmax(w_raw), _softmax(h_raw)
+    scale, least = (1.0 - MIN_BIN * bins) * 2 * bound, MIN_BIN * 2 * bound
+    widths, heights = w_share * scale + least, h_share * scale + least
+    # the bins' right knots, shifted by ``bound``
+    x_ends, y_ends = torch.cumsum(widths, dim=-1), torch.cumsum(heights, dim=-1)
+    # derivative 1 at both ends, matching the identity tails
+    shifted = d_raw + _SHIFT
+    deriv = F.pad(F.softplus(shifted) + MIN_DERIVATIVE, (1, 1), value=1.0)
+
+    inside = x.abs() < bound
+    xc = x.clamp(-bound, bound)
+    # the bin: how many interior knots lie below (cheaper than searchsorted on rows
+    # this short, and no contiguous copy of the knots)
+    ends = y_ends if inverse else x_ends
+    index = (ends[..., :-1] < (xc + bound).unsqueeze(-1)).sum(-1, keepdim=True)
+    w = torch.gather(widths, -1, index).squeeze(-1)
+    h = torch.gather(heights, -1, index).squeeze(-1)
+    x0 = torch.gather(x_ends, -1, index).squeeze(-1) - w - bound
+    y0 = torch.gather(y_ends, -1, index).squeeze(-1) - h - bound
+    d01 = torch.gather(deriv, -1, torch.cat([index, index + 1], -1))
+    d0, d1 = d01.unbind(-1)
+    slope = h / w
+    gap = torch.add(d01.sum(-1), slope, alpha=-2)
+    if inverse:  # solve the quadratic for the position xi within the bin
+        dy = xc - y0
+        qa = h * (slope - d0) + dy * gap
+        qb = h * d0 - dy * gap
+        qc = -slope * dy
+        xi = (2 * qc) / (-qb - torch.sqrt((qb * qb - 4 * qa * qc).clamp(min=0)))
+        out = x0 + xi * w
+    else:
+        xi = (xc - x0) / w
+    one_minus = 1 - xi
+    mixed = xi * one_minus
+    denom = torch.addcmul(slope, gap, mixed)
+    xi2 = xi * xi
+    ratio = None
+    if not inverse:
+        ratio = torch.addcmul(slope * xi2, d0, mixed) / denom
+        out = torch.addcmul(y0, h, ratio)
+    out = torch.where(inside, out, x)
+    if not log_det:
+        return out, None, None
+    lower2 = one_minus * one_minus
+    numer = torch.addcmul(torch.addcmul(d1 * xi2, d0, lower2), slope, mixed, value=2)
+    grad = (slope / denom) ** 2 * numer
+    logabsdet = torch.where(inside, torch.log(grad), 0.0).sum(-1)
+    pieces = (index, inside, w_share, h_share, shifted, w, h, d0, d1, xi, one_minus, mixed,
+              xi2, lower2, slope, gap, denom, numer, grad, ratio)
+    return out, -logabsdet if inverse else logabsdet, pieces
+
+
+class _ForwardSpline(torch.autograd.Function):
+    """The forward map with its log-determinant, differentiated by hand.
+
+    Autograd through :func:`_spline` runs ~350 small operators backward per call, this
+    gradient ~70: training steps with spline coupling take ~20 % less time on the CPU.
+    Within a bin, ``out = y0 + h * ratio`` with ``ratio = (slope xi^2 + d0 mixed) /
+    denom``, ``mixed = xi (1 - xi)``, ``denom = slope + gap mixed``, ``gap = d0 + d1 - 2
+    slope``, ``slope = h / w``, ``xi = (x - x0) / w``; ``ladj = log(slope^2 numer /
+    denom^2)`` with ``numer = d1 xi^2 + 2 slope mixed + d0 (1 - xi)^2``. Their partial
+    derivatives, chained back through the gathers, the knots' cumulative sums, the
+    softmax of the widths and heights and the softplus of the derivatives, give the
+    gradient with respect to ``x`` and ``params``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, params, bound):
+        out, ladj, pieces = _spline(x, params, bound, False, True)
+        ctx.bound = bound
+        ctx.save_for_backward(*pieces)
+        return out, ladj
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_out, g_ladj):
+        (index, inside, w_share, h_share, shifted, w, h, d0, d1, xi, one_minus, mixed, xi2,
+         lower2, slope, gap, denom, numer, grad, ratio) = ctx.saved_tensors
+        bins = w_share.shape[-1]
+        g_y = torch.where(inside, g_out, 0.0)
+        g_l = torch.where(inside, g_ladj.unsqueeze(-1), 0.0)
+        # out = y0 + h * ratio(xi, slope, d0, d1), ladj = log(slope^2 numer / denom^2):
+        # the gradient with respect to xi, the slope h / w, d0 and d1 within the bin
+        common = g_y * h / denom
+        l_num = g_l / numer
+        l_den = g_l / denom
+        edge = one_minus - xi  # d mixed / d xi
+        flat = torch.add(torch.ones_like(mixed), mixed, alpha=-2)  # d denom / d slope
+        g_xi = torch.add(
+            g_y * w * grad,
+            l_num * torch.addcmul(torch.addcmul(d1 * xi, slope, edge), d0, one_minus,
+                                  value=-1) - l_den * gap * edge,
+            alpha=2)
+        g_slope = torch.add(common * (xi2 - ratio * flat),
+                            torch.addcmul(torch.addcmul(g_l / slope, l_num, mixed),
+                                          l_den, flat, value=-1),
+                            alpha=2)
+        cm = common * mixed
+        twice = mixed * l_den
+        g_d0 = torch.add(torch.addcmul(torch.addcmul(cm, cm, ratio, value=-1), l_num, lower2),
+                         twice, alpha=-2)
+        g_d1 = torch.add(torch.addcmul(l_num * xi2, cm, ratio, value=-1), twice, alpha=-2)
+        # xi = (x - x0) / w, slope = h / w
+        g_x = g_xi / w  # = -d/dx0
+        per_w = g_slope / w
+        g_h = torch.addcmul(per_w, g_y, ratio)
+        g_w = -torch.addcmul(g_x * xi, per_w, slope)
+        # back to the tables: a bin's size enters its own width (height) and every
+        # later knot; the sizes are an affine map of the softmax shares
+        positions = torch.arange(bins, device=index.device)
+        at_bin, below = positions == index, positions < index
+        scale = (1.0 - MIN_BIN * bins) * 2 * ctx.bound
+        g_w_size = torch.addcmul(at_bin * g_w.unsqueeze(-1), below, g_x.unsqueeze(-1), value=-1)
+        g_h_size = torch.addcmul(at_bin * g_h.unsqueeze(-1), below, g_y.unsqueeze(-1))
+        g_w_raw = w_share * (g_w_size - (g_w_size * w_share).sum(-1, keepdim=True))
+        g_h_raw = h_share * (g_h_size - (g_h_size * h_share).sum(-1, keepdim=True))
+        # interior derivative j (1..K-1) is d0 of bin j and d1 of bin j - 1
+        g_deriv = (at_bin[..., 1:] * g_d0.unsqueeze(-1)
+                   + at_bin[..., :-1] * g_d1.unsqueeze(-1)) * torch.sigmoid(shifted)
+        g_x = torch.where(inside, g_x, g_out)
+        return g_x, torch.cat([g_w_raw * scale, g_h_raw * scale, g_deriv], dim=-1), None
 
 
 def rational_quadratic_spline(
@@ -58,47 +184,6 @@ def rational_quadratic_spline(
     ladj : Tensor of shape (...) or None
         log|det J| of the map that was applied, summed over the last axis.
     """
-    bins = (params.shape[-1] + 1) // 3
-    w_raw, h_raw, d_raw = params.split((bins, bins, bins - 1), dim=-1)
-    widths, xk = _knots(w_raw, bound)
-    heights, yk = _knots(h_raw, bound)
-    # derivative 1 at both ends, matching the identity tails
-    deriv = F.pad(MIN_DERIVATIVE + F.softplus(d_raw + _SHIFT), (1, 1), value=1.0)
-
-    inside = (x > -bound) & (x < bound)
-    xc = x.clamp(-bound, bound)
-    edges = yk if inverse else xk
-    index = torch.searchsorted(edges.detach(), xc.detach().unsqueeze(-1)) - 1
-    index = index.clamp(0, bins - 1)
-
-    def at(table: torch.Tensor, i: torch.Tensor = index) -> torch.Tensor:
-        """Each input's entry of ``table`` (..., d, n) at its bin: (..., d)."""
-        return torch.gather(table, -1, i).squeeze(-1)
-
-    # a gather per quantity from its own table: faster than stacking six tables first
-    # (which copies them all) and one gather, forward and backward (benchmarks/README.md)
-    w, h, d0, d1 = at(widths), at(heights), at(deriv), at(deriv, index + 1)
-    x0, y0 = at(xk), at(yk)
-    slope = h / w
-    gap = d1 + d0 - 2 * slope
-    if inverse:  # solve the quadratic for the position xi within the bin
-        dy = xc - y0
-        qa = h * (slope - d0) + dy * gap
-        qb = h * d0 - dy * gap
-        qc = -slope * dy
-        xi = (2 * qc) / (-qb - torch.sqrt((qb * qb - 4 * qa * qc).clamp(min=0)))
-        out = x0 + xi * w
-    else:
-        xi = (xc - x0) / w
-    one_minus = 1 - xi
-    mixed = xi * one_minus
-    denom = slope + gap * mixed
-    if not inverse:
-        out = y0 + h * (slope * xi * xi + d0 * mixed) / denom
-    out = torch.where(inside, out, x)
-    if not log_det:
-        return out, None
-    grad = slope**2 * (d1 * xi * xi + 2 * slope * mixed + d0 * one_minus**2) / denom**2
-    logabsdet = torch.where(inside, torch.log(grad), torch.zeros_like(grad))
-    sign = -1.0 if inverse else 1.0
-    return out, sign * logabsdet.sum(-1)
+    if not inverse and log_det and torch.is_grad_enabled():  # training: the hand-made gradient
+        return _ForwardSpline.apply(x, params, bound)
+    return _spline(x, params, bound, inverse, log_det)[:2]
