@@ -135,6 +135,36 @@ class TrainingMixin:
         """Continued training: the new pairs must lie inside the fitted support."""
         check_inside_support(theta, *self._fitted_support(), self.parameter_names_)
 
+    def _check_architecture(self) -> None:
+        """Continued training (``warm_start``, ``partial_fit``) trains the networks that
+        were built: the parameters that shape them must not have changed since."""
+        built = self._network_config
+        shape = {  # parameter: (its value now, the value the networks were built with)
+            "n_coupling_blocks": (self.n_coupling_blocks, built["n_blocks"]),
+            "hidden_layer_sizes": (tuple(self.hidden_layer_sizes), built["hidden"]),
+            # one parameter: spline blocks whatever ``coupling`` says
+            "coupling": ("spline" if self.n_params_ == 1 else self.coupling,
+                         built["coupling"]),
+        }
+        if built["coupling"] == "spline":
+            shape["spline_bins"] = (self.spline_bins, built["bins"])
+        summary = self._resolve_summary(self.input_rank_)
+        # a module by its class (it was copied when the networks were built)
+        shape["summary_network"] = (type(summary).__name__ if isinstance(summary, nn.Module)
+                                    else summary, self.summary_network_)
+        if isinstance(built["summary"], str):  # a built-in one: its sizes too
+            shape["summary_dim"] = (self.summary_dim, built["summary_dim"])
+            shape["summary_hidden_sizes"] = (tuple(self.summary_hidden_sizes),
+                                             built["summary_hidden"])
+        changed = [f"{name}={now!r} (built with {then!r})"
+                   for name, (now, then) in shape.items() if now != then]
+        if changed:
+            raise ValueError(
+                f"{', '.join(changed)}: continued training (warm_start=True or partial_fit) "
+                "trains the networks already built; set warm_start=False and call fit to "
+                "build new ones."
+            )
+
     def _narrowed_support(self, lower, upper) -> tuple[np.ndarray, np.ndarray]:
         """The prior's support (unbounded for given pairs) narrowed by ``parameter_bounds``."""
         return narrowed_support(lower, upper, self.parameter_bounds, self.parameter_names_)

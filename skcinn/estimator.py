@@ -130,7 +130,10 @@ class CINNPosteriorEstimator(
     verbose : int, default=0
         Print one line per epoch when positive.
     warm_start : bool, default=False
-        Continue training the fitted networks on the next call to ``fit``.
+        Continue training the fitted networks on the next call to ``fit``. The
+        parameters that shape them (``n_coupling_blocks``, ``coupling``,
+        ``hidden_layer_sizes``, ``spline_bins``, the summary network's) must be those
+        they were built with; a change raises ``ValueError``.
     device : {"auto", "cpu", "cuda"}, default="auto"
         ``"auto"`` takes CUDA when available.
     group_column : str or None, default=None
@@ -400,6 +403,7 @@ class CINNPosteriorEstimator(
                 self._theta_1d = theta_1d
             else:
                 self._check_rank(data.rank)
+                self._check_architecture()
                 self._check_support(theta)
             self._fit_data(data, theta, rng, refresh, continuing=not reset, resume=resume)
         return self
@@ -436,6 +440,7 @@ class CINNPosteriorEstimator(
                 self._theta_1d, self.n_failed_simulations_ = theta_1d, 0
             else:
                 self._check_rank(data.rank)
+                self._check_architecture()
                 self._check_support(theta)
             self._fit_data(data, theta, rng, None, continuing=not first, partial=True)
         return self

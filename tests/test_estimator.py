@@ -869,6 +869,36 @@ def test_warm_start_continues_training(flat):
     assert cold.loss_curve_ == first_curve  # without warm start a refit starts over
 
 
+@pytest.mark.parametrize(("params", "named"), [
+    ({"hidden_layer_sizes": (8,)}, r"hidden_layer_sizes=\(8,\) \(built with \(16, 16\)\)"),
+    ({"coupling": "spline"}, r"coupling='spline' \(built with 'affine'\)"),
+    ({"n_coupling_blocks": 3, "summary_dim": 5}, r"n_coupling_blocks=3 .*summary_dim=5"),
+    ({"summary_network": "set_transformer"}, r"summary_network='set_transformer'"),
+])
+def test_continued_training_refuses_a_changed_architecture(sets3d, params, named):
+    """warm_start and partial_fit train the networks already built: a parameter that
+    would have shaped them differently is an error, not silently ignored."""
+    X, theta = sets3d
+    est = tiny(warm_start=True, max_iter=1).fit(X, theta)
+    before = state(est, X[:10])
+    est.set_params(**params)
+    for train in (est.fit, est.partial_fit):
+        with pytest.raises(ValueError, match=named):
+            train(X, theta)
+    assert_same_state(before, state(est, X[:10]))
+    est.set_params(warm_start=False).fit(X, theta)  # a fresh fit builds the new networks
+    assert est.set_params(warm_start=True).fit(X, theta).n_iter_ == 1
+
+
+def test_continued_training_of_one_parameter_ignores_coupling(flat):
+    """One parameter: spline blocks whatever ``coupling`` says, so changing it changes
+    nothing to continue."""
+    X, theta = flat
+    est = tiny(warm_start=True, max_iter=1).fit(X, theta[:, 0])
+    est.set_params(coupling="spline").fit(X, theta[:, 0])
+    assert len(est.loss_curve_) == 2
+
+
 def test_warm_start_from_simulator_and_early_stopping():
     est = tiny(warm_start=True, max_iter=3)
     est.fit(noisy_copy, stats.norm())
