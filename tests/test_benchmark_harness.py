@@ -119,6 +119,24 @@ def test_merge_keeps_runs_of_earlier_defaults_apart(harness):
         "skcinn", "sbi_maf"]
 
 
+def test_targets_table_draws_fall_back_to_the_fit_budget_marked(harness):
+    """A skcinn variant drawn only at 10^4 shows those draws, marked; sbi's stay at 10^3."""
+    def run(method, budget, draws, c2st=0.6):
+        return {"task": "slcp", "budget": budget, "seed": 0, "method": method,
+                "status": "ok", "c2st_mean": c2st, "fit_cpu_s": 10.0,
+                "sample_amortized_wall_s": draws}
+
+    doc = {"meta": {"run_id": "x", "tasks": ["slcp"], "budgets": [1000, 10000],
+                    "seeds": [0], "methods": ["skcinn", "skcinn_spline", "sbi_maf"]},
+           "tasks": {},
+           "runs": [run("skcinn", 1000, 1.5), run("skcinn", 10000, None),
+                    run("skcinn_spline", 10000, 4.25), run("sbi_maf", 1000, 30.0),
+                    run("sbi_maf", 10000, None, c2st=0.9)]}
+    row = harness.render_targets(doc, ours=("skcinn", "skcinn_spline")).splitlines()[2]
+    assert "| 1.50 / 4.25† / 30.00 |" in row
+    assert "| 0.600 / 0.600 | 0.900 (sbi_maf) | 0.870 | yes |" in row
+
+
 @pytest.mark.parametrize("method", ["sbi_maf", "bayesflow"])
 def test_harness_peer(harness, tmp_path, method):
     ok, why = harness.methods()[method].available()
