@@ -55,12 +55,16 @@ def _spline(x: torch.Tensor, params: torch.Tensor, bound: float, inverse: bool,
     slope = h / w
     gap = torch.add(d01.sum(-1), slope, alpha=-2)
     if inverse:  # solve the quadratic for the position xi within the bin
+        # a xi^2 + b xi + c = 0 with c = -slope dy, by the root that is stable here
         dy = xc - y0
-        qa = h * (slope - d0) + dy * gap
-        qb = h * d0 - dy * gap
-        qc = -slope * dy
-        xi = (2 * qc) / (-qb - torch.sqrt((qb * qb - 4 * qa * qc).clamp(min=0)))
-        out = x0 + xi * w
+        qa = torch.addcmul(h * (slope - d0), dy, gap)
+        qb = torch.addcmul(h * d0, dy, gap, value=-1)
+        slope_dy = slope * dy  # = -c
+        root = torch.sqrt(torch.addcmul(qb * qb, qa, slope_dy, value=4).clamp(min=0))
+        xi = (slope_dy + slope_dy) / (qb + root)
+        out = torch.addcmul(x0, xi, w)
+        if not log_det:  # draws: nothing more to compute
+            return torch.where(inside, out, x), None, None
     else:
         xi = (xc - x0) / w
     one_minus = 1 - xi
