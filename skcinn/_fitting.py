@@ -30,6 +30,12 @@ _AUTO_SUMMARY = {2: None, 3: "deepset", 4: "cnn"}  # summary_network="auto", by 
 AUTO_LEARNING_RATE = {"affine": 2e-3, "spline": 6e-3}
 
 
+def _summary_name(summary: str | nn.Module | None) -> str | None:
+    """``summary_network_``: a built-in summary by name, a module by its class (it is
+    copied when the networks are built)."""
+    return type(summary).__name__ if isinstance(summary, nn.Module) else summary
+
+
 def _no_history() -> dict:
     return {"loss": [], "validation_score": [], "learning_rate": [], "seconds": []}
 
@@ -142,16 +148,12 @@ class TrainingMixin:
         shape = {  # parameter: (its value now, the value the networks were built with)
             "n_coupling_blocks": (self.n_coupling_blocks, built["n_blocks"]),
             "hidden_layer_sizes": (tuple(self.hidden_layer_sizes), built["hidden"]),
-            # one parameter: spline blocks whatever ``coupling`` says
-            "coupling": ("spline" if self.n_params_ == 1 else self.coupling,
-                         built["coupling"]),
+            "coupling": (self._coupling(self.n_params_), built["coupling"]),
+            "summary_network": (_summary_name(self._resolve_summary(self.input_rank_)),
+                                self.summary_network_),
         }
         if built["coupling"] == "spline":
             shape["spline_bins"] = (self.spline_bins, built["bins"])
-        summary = self._resolve_summary(self.input_rank_)
-        # a module by its class (it was copied when the networks were built)
-        shape["summary_network"] = (type(summary).__name__ if isinstance(summary, nn.Module)
-                                    else summary, self.summary_network_)
         if isinstance(built["summary"], str):  # a built-in one: its sizes too
             shape["summary_dim"] = (self.summary_dim, built["summary_dim"])
             shape["summary_hidden_sizes"] = (tuple(self.summary_hidden_sizes),
@@ -256,6 +258,11 @@ class TrainingMixin:
                 ), UserWarning, stacklevel=3,
             )
 
+    def _coupling(self, n_params: int) -> str:
+        """The coupling of the blocks: spline for one parameter whatever ``coupling``
+        says (an affine chain of one variable can only be Gaussian)."""
+        return "spline" if n_params == 1 else self.coupling
+
     def _learning_rate_init(self) -> float:
         """``learning_rate_init``, with ``"auto"`` resolved by the coupling."""
         if self.learning_rate_init != "auto":
@@ -314,10 +321,8 @@ class TrainingMixin:
         lower, upper = self._narrowed_support(lower, upper)
         check_inside_support(theta, lower, upper, self.parameter_names_)
         summary = self._resolve_summary(data.rank)
-        self.summary_network_ = type(summary).__name__ if isinstance(summary, nn.Module) else (
-            summary
-        )
-        self.coupling_ = "spline" if n_params == 1 else self.coupling
+        self.summary_network_ = _summary_name(summary)
+        self.coupling_ = self._coupling(n_params)
         self.device_ = tu.resolve_device(self.device)
         self._fit_data_moments(data)
         self._support = (lower, upper)
