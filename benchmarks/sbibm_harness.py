@@ -624,6 +624,25 @@ def _jsonable(obj):
     raise TypeError(type(obj))
 
 
+def cpu_description(cpuinfo: str | None = None) -> dict:
+    """The CPU's model name and widest vector extension torch can use (``avx512``,
+    ``avx2`` or None), from ``/proc/cpuinfo``: timings of one day compare with another's
+    only on the same kind of CPU (the same machine name has run AVX2-only and AVX-512
+    hosts, with per-step times 2x apart)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    simd = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else None
+    return {"cpu_model": fields.get("model name"), "cpu_simd": simd}
+
+
 def _versions() -> dict:
     from importlib import metadata
 
@@ -718,7 +737,7 @@ def run_benchmark(tasks, budgets, seeds, method_names, *, out_dir: Path = RESULT
                 "(own implementation, sklearn)",
         "timing_note": note,
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                    "loadavg_start": list(os.getloadavg())},
+                    **cpu_description(), "loadavg_start": list(os.getloadavg())},
         "versions": _versions(),
         "sbibm_tasks_dir": str(tasks_dir) if tasks_dir else None,
         "work_dir": str(work),

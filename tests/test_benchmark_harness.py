@@ -64,6 +64,7 @@ def test_harness_end_to_end_skcinn(harness, tmp_path):
     path = _run(harness, tmp_path, ["skcinn"])
     doc = json.loads(path.read_text())
     assert doc["tasks"]["gaussian_linear"]["available"]
+    assert {"cpu_model", "cpu_simd"} <= set(doc["meta"]["machine"])
     (run,) = doc["runs"]
     assert run["status"] == "ok", run.get("log_tail") or run.get("error")
     assert len(run["c2st"]) == 2
@@ -146,3 +147,14 @@ def test_harness_peer(harness, tmp_path, method):
     (run,) = json.loads(path.read_text())["runs"]
     assert run["status"] == "ok", run.get("log_tail") or run.get("error")
     assert 0.45 <= run["c2st_mean"] <= 1.0
+
+
+def test_runs_record_the_kind_of_cpu(harness):
+    """Timings compare across days only on one kind of CPU: the record names its model
+    and widest vector extension."""
+    avx512 = "processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu sse2 avx2 avx512f\n"
+    avx2 = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2\n"
+    assert harness.cpu_description(avx512) == {"cpu_model": "AMD EPYC 9B14",
+                                               "cpu_simd": "avx512"}
+    assert harness.cpu_description(avx2)["cpu_simd"] == "avx2"
+    assert harness.cpu_description("") == {"cpu_model": None, "cpu_simd": None}
