@@ -23,6 +23,9 @@ Each variant patches the package's network, optimiser or schedule for one measur
   schedule's rate falls linearly towards zero (``training.ANNEAL_FRACTION``).
 - ``restore_on_plateau``: the adaptive schedule also goes back to the best weights
   whenever it lowers the rate.
+- ``every_plateau``: the adaptive schedule lowers the rate on each plateau until its
+  floor, even after a reduction that brought no better score (the rule before the
+  default stopped there).
 - ``smoothed_plateau=<weight>``: plateaus are judged on an exponential average of the
   validation score (``weight`` on the past); the best weights are still chosen by the
   raw score.
@@ -269,6 +272,14 @@ def apply(variant: str) -> None:
             return stop
 
         training._update_best = update_and_restore
+    elif variant == "every_plateau":
+        lower = training._lower_rate
+
+        def lower_always(state, optimizer, config):
+            state.best_at_reduction = None  # never a fruitless reduction to stop at
+            return lower(state, optimizer, config)
+
+        training._lower_rate = lower_always
     elif variant.startswith("smoothed_plateau="):
         weight = float(variant.split("=", 1)[1])
         training._update_best = _smoothed_update_best(weight)

@@ -95,7 +95,8 @@ class CINNPosteriorEstimator(
         (the training loss without ``early_stopping``) improves, divides the rate by 5
         each time it has not improved by ``tol`` for ``n_iter_no_change`` epochs (and at
         least 175 optimisation steps, which small data sets' short epochs need), and
-        stops at the fourth such plateau: easy models stop early, hard ones train on.
+        stops at the fourth such plateau, or at the first after a division that brought
+        no better score: easy models stop early, hard ones train on.
         Over the last fifth of ``max_iter`` epochs its rate also falls linearly towards
         zero, so a fit that runs to ``max_iter`` (a compute budget) ends annealed.
         ``"cosine"`` decays the rate to zero over ``max_iter`` epochs; ``"constant"``

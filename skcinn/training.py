@@ -321,6 +321,7 @@ class _State:
     stale: int = 0
     scale: float = 1.0  # of the initial learning rate (adaptive schedule)
     reductions: int = 0
+    best_at_reduction: float | None = None  # the best score when the rate last fell
     anneal: float = 1.0  # times scale: falls linearly over the last epochs before max_iter
     # (not checkpointed: train() sets it from the epoch at the start of each one)
 
@@ -510,9 +511,15 @@ def _update_best(
 
 
 def _lower_rate(state: _State, optimizer, config) -> str | None:
-    """On a plateau of the adaptive schedule: divide the rate, or stop at its floor."""
-    if state.reductions >= ADAPTIVE_REDUCTIONS:
+    """On a plateau of the adaptive schedule: divide the rate, or stop at its floor or
+    when the last division brought no better score (a smaller rate then found nothing
+    either in every fit measured: benchmarks/README.md)."""
+    best = state.history.best_score
+    if state.reductions >= ADAPTIVE_REDUCTIONS or (
+        state.best_at_reduction is not None and best <= state.best_at_reduction
+    ):
         return "converged"
+    state.best_at_reduction = best
     state.reductions += 1
     state.scale /= ADAPTIVE_FACTOR
     state.stale = 0
@@ -550,7 +557,8 @@ def _snapshot(state: _State, model, optimizer, scheduler, gen, average: WeightAv
         "model": model.state_dict(), "optimizer": optimizer_state,
         "scheduler": scheduler.state_dict(), "generator": gen.get_state(),
         "best_state": state.best_state, "stale": state.stale, "history": history,
-        "scale": state.scale, "reductions": state.reductions, "average": average.state(),
+        "scale": state.scale, "reductions": state.reductions,
+        "best_at_reduction": state.best_at_reduction, "average": average.state(),
     })
 
 
@@ -566,4 +574,5 @@ def _restore(resume: dict, optimizer, scheduler, gen, average: WeightAverage,
     if average.weights and resume.get("average") is not None:
         average.load(resume["average"])
     return _State(History(**resume["history"]), resume["best_state"], resume["stale"],
-                  resume.get("scale", 1.0), resume.get("reductions", 0))
+                  resume.get("scale", 1.0), resume.get("reductions", 0),
+                  resume.get("best_at_reduction"))

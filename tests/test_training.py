@@ -124,8 +124,8 @@ def test_adaptive_schedule_divides_the_rate_by_five_on_plateaus_then_stops():
     assert history.stopped == "converged" and history.n_iter < 500
     rates = history.learning_rates
     drops = [(a, b) for a, b in zip(rates, rates[1:], strict=False) if a != b]
-    assert [a / b for a, b in drops] == pytest.approx([5.0, 5.0, 5.0])  # three reductions
-    assert rates[0] == 0.05 and rates[-1] == pytest.approx(0.05 / 125)
+    assert drops and [a / b for a, b in drops] == pytest.approx([5.0] * len(drops))
+    assert rates[0] == 0.05 and rates[-1] == pytest.approx(0.05 / 5 ** len(drops))
     # each reduction follows a plateau: n_iter_no_change epochs (3) without improvement,
     # stretched to PLATEAU_STEPS optimisation steps (8 steps per epoch here: 22 epochs)
     patience = math.ceil(PLATEAU_STEPS / 8)
@@ -135,7 +135,31 @@ def test_adaptive_schedule_divides_the_rate_by_five_on_plateaus_then_stops():
         before = history.validation_scores[:epoch]
         assert max(before[-patience:]) <= max(before[:-patience]) + 1e-4
     assert min(b - a for a, b in zip([0, *ends], ends, strict=False)) >= patience
-    assert history.n_iter - ends[-1] == patience  # the fourth plateau ends training
+    assert history.n_iter - ends[-1] == patience  # a plateau ends training
+    # before the fourth: the one learned mean is found at the first rate, and the
+    # smaller rate after the first plateau finds no better score
+    assert len(drops) < 3
+    scores = history.validation_scores
+    assert max(scores[ends[-1]:]) <= max(scores[:ends[-1]]) + 1e-4
+
+
+def test_adaptive_schedule_stops_when_a_smaller_rate_found_nothing():
+    """Three reductions at most, and none after one that brought no better score."""
+    config = TrainingConfig(learning_rate=0.1)
+
+    def plateaus(best_scores):
+        state = training._State(training.History())
+        optimizer = training.make_optimizer([nn.Parameter(torch.zeros(1))], 0.1)
+        outcomes = []
+        for best in best_scores:
+            state.history.best_score = best
+            outcomes.append(training._lower_rate(state, optimizer, config))
+        return outcomes, optimizer.param_groups[0]["lr"]
+
+    assert plateaus([1.0, 1.5, 1.7, 1.8]) == ([None, None, None, "converged"],
+                                              pytest.approx(0.1 / 125))
+    assert plateaus([1.0, 1.5, 1.5]) == ([None, None, "converged"], pytest.approx(0.1 / 25))
+    assert plateaus([1.0, 1.0]) == ([None, "converged"], pytest.approx(0.1 / 5))
 
 
 def test_adaptive_schedule_anneals_the_rate_over_the_last_epochs(monkeypatch):
