@@ -78,20 +78,32 @@ class Adam:
                     "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
                     "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
                 }
-        params = [group["params"][i] for i in indices]
-        states = [self.state[i] for i in indices]
-        steps = [s["step"] for s in states]
         (beta1, beta2), lr, eps = group["betas"], group["lr"], group["eps"]
-        torch._foreach_add_(steps, 1)
-        if self.fused:
+        if not self.fused:
+            self._plain_step(indices, lr, beta1, beta2, eps)
+            return
+        kinds: dict = {}  # one kernel call per device and dtype, as torch groups them
+        for i in indices:
+            p = group["params"][i]
+            kinds.setdefault((p.device, p.dtype), []).append(i)
+        for kind in kinds.values():
+            params = [group["params"][i] for i in kind]
+            states = [self.state[i] for i in kind]
+            steps = [s["step"] for s in states]
+            torch._foreach_add_(steps, 1)
             torch._fused_adam_(
                 params, [p.grad for p in params], [s["exp_avg"] for s in states],
                 [s["exp_avg_sq"] for s in states], [], steps, amsgrad=False, lr=lr,
                 beta1=beta1, beta2=beta2, weight_decay=0.0, eps=eps, maximize=False,
                 grad_scale=None, found_inf=None,
             )
-            return
-        for p, s in zip(params, states, strict=True):
+
+    def _plain_step(self, indices: list[int], lr: float, beta1: float, beta2: float,
+                    eps: float) -> None:
+        """The update written out, for parameters the fused kernel does not take."""
+        for i in indices:
+            p, s = self.param_groups[0]["params"][i], self.state[i]
+            s["step"] += 1
             t = s["step"].item()
             s["exp_avg"].lerp_(p.grad, 1 - beta1)
             s["exp_avg_sq"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)

@@ -23,7 +23,7 @@ def _run(optimizer, params, steps, seed=1, rates=None):
         if rates is not None:
             optimizer.param_groups[0]["lr"] = rates[t % len(rates)]
         for p in params:
-            p.grad = torch.randn(p.shape, generator=gen)
+            p.grad = torch.randn(p.shape, generator=gen, dtype=p.dtype)
         optimizer.step()
 
 
@@ -35,6 +35,20 @@ def test_adam_is_torch_fused_adam_bit_for_bit():
     for a, b in zip(ours, theirs, strict=True):
         assert torch.equal(a, b)
         assert not torch.equal(a, _params()[0] if a.dim() == 2 else _params()[1])  # moved
+
+
+def test_adam_updates_parameters_of_several_dtypes_as_torch_does():
+    """A user's summary network may hold float64 weights beside float32 ones (then they
+    are not flattened): each kind gets its own kernel call, as in torch."""
+    def mixed():
+        first, second = _params()
+        return [first, second.detach().double().requires_grad_()]
+
+    ours, theirs = mixed(), mixed()
+    _run(Adam(ours, 1e-2), ours, 10)
+    _run(torch.optim.Adam(theirs, lr=1e-2, fused=True), theirs, 10)
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b)
 
 
 def test_adam_resumes_torch_adam_state_and_writes_its_format():
