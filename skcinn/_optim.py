@@ -1,7 +1,7 @@
 """Adam and a step-wise learning-rate schedule for our trainings, without ``torch.optim``.
 
 ``torch.optim``'s optimisers and schedulers import ``torch._dynamo`` the first time one is
-used (its methods are wrapped to keep the compiler out), which costs 1.5-2.5 CPU seconds
+used (its methods are wrapped to keep the compiler out), which costs 1.3-2.5 CPU seconds
 once per process: a quarter of a small fit on 10,000 simulations, paid again by every
 worker process of a cross-validation or grid search (benchmarks/README.md). :class:`Adam`
 runs the same fused kernel as ``torch.optim.Adam(fused=True)`` with the same state, so
@@ -67,26 +67,22 @@ class Adam:
     def step(self) -> None:
         """One Adam update of every parameter that has a gradient."""
         group = self.param_groups[0]
-        indices = [i for i, p in enumerate(group["params"]) if p.grad is not None]
-        if not indices:
-            return
-        for i in indices:
+        kinds: dict = {}  # by device and dtype: one kernel call each, as torch groups them
+        for i, p in enumerate(group["params"]):
+            if p.grad is None:
+                continue
             if i not in self.state:
-                p = group["params"][i]
                 self.state[i] = {
                     "step": torch.zeros((), dtype=torch.float32, device=p.device),
                     "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
                     "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
                 }
-        (beta1, beta2), lr, eps = group["betas"], group["lr"], group["eps"]
-        if not self.fused:
-            self._plain_step(indices, lr, beta1, beta2, eps)
-            return
-        kinds: dict = {}  # one kernel call per device and dtype, as torch groups them
-        for i in indices:
-            p = group["params"][i]
             kinds.setdefault((p.device, p.dtype), []).append(i)
+        (beta1, beta2), lr, eps = group["betas"], group["lr"], group["eps"]
         for kind in kinds.values():
+            if not self.fused:
+                self._plain_step(kind, lr, beta1, beta2, eps)
+                continue
             params = [group["params"][i] for i in kind]
             states = [self.state[i] for i in kind]
             steps = [s["step"] for s in states]
