@@ -70,10 +70,10 @@ class Rotation(nn.Module):
         self.register_buffer("weight", q * torch.sign(torch.diagonal(r)))
 
     def forward(self, u, c=None):
-        return u @ self.weight.T, u.new_zeros(u.shape[:-1])
+        return u @ self.weight.T, None
 
-    def inverse(self, v, c=None):
-        return v @ self.weight, v.new_zeros(v.shape[:-1])
+    def inverse(self, v, c=None, log_det=True):
+        return v @ self.weight, None
 
 
 class LULinear(nn.Module):
@@ -95,9 +95,10 @@ class LULinear(nn.Module):
     def forward(self, u, c=None):
         return u @ self._weight().T + self.bias, self.log_diag.sum().expand(u.shape[:-1])
 
-    def inverse(self, v, c=None):
+    def inverse(self, v, c=None, log_det=True):
         w_inv = torch.linalg.inv(self._weight())
-        return (v - self.bias) @ w_inv.T, (-self.log_diag.sum()).expand(v.shape[:-1])
+        ladj = (-self.log_diag.sum()).expand(v.shape[:-1]) if log_det else None
+        return (v - self.bias) @ w_inv.T, ladj
 
 
 class LocationScale(nn.Module):
@@ -115,8 +116,8 @@ class LocationScale(nn.Module):
     def forward(self, u, c=None):
         return self.transform(u, self._params(c, u), inverse=True)
 
-    def inverse(self, v, c=None):
-        return self.transform(v, self._params(c, v))
+    def inverse(self, v, c=None, log_det=True):
+        return self.transform(v, self._params(c, v), log_det=log_det)
 
 
 def _rebuild(insert) -> None:

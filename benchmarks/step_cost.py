@@ -9,7 +9,9 @@ ways, interleaved in the same run: ``flat``, as training runs now (the parameter
 views of one tensor, ``skcinn._flat_parameters``, with ``training.clip_gradients``);
 ``clip_gradients``, the same per parameter tensor (what training did before); and
 ``clip_grad_norm_``, per tensor with ``torch.nn.utils.clip_grad_norm_`` (before that).
-Milliseconds per step, the median of five rounds of 60 steps.
+Milliseconds per step, the median of five rounds of 60 steps, and the number of
+autograd nodes behind one batch's loss (parameters' gradient accumulators included):
+most of a small network's step is paid per operator, not per element.
 """
 
 from __future__ import annotations
@@ -57,6 +59,19 @@ def _trained_parts(task_name: str, **options):
     finally:
         _fitting.train = train
     return est.network_.train(), seen["tensors"]
+
+
+def _graph_nodes(model, data) -> int:
+    """Autograd nodes behind the loss of one batch of 128 (a deterministic measure of
+    the per-operator work that dominates a small network's step)."""
+    loss = -batch_log_prob(model, tuple(t[:128] for t in data)).mean()
+    seen, todo = set(), [loss.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            todo.extend(parent for parent, _ in node.next_functions)
+    return len(seen)
 
 
 def _steps(model, data, clip, n: int, gen, flatten: bool = False) -> dict[str, float]:
@@ -112,7 +127,7 @@ def main() -> None:
         for _ in range(args.rounds + 1):  # the first round warms up, not recorded
             for name, (clipping, flatten) in variants.items():
                 rounds[name].append(_steps(model, data, clipping, args.steps, gen, flatten))
-        results[task] = {
+        results[task] = {"autograd_nodes": _graph_nodes(model, data)} | {
             name: {phase: round(statistics.median(r[phase] for r in runs[1:]), 3)
                    for phase in PHASES} | {"step": round(statistics.median(
                        sum(r.values()) for r in runs[1:]), 3)}

@@ -46,11 +46,11 @@ class AffineTransform:
         self, x: torch.Tensor, params: torch.Tensor, inverse: bool = False,
         log_det: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        s = (2 * self.clamp / math.pi) * torch.atan(params[..., 0] / self.clamp)
-        t = params[..., 1]
+        raw, t = params.unbind(-1)
+        s = (2 * self.clamp / math.pi) * torch.atan(raw / self.clamp)
         if inverse:
             return (x - t) * torch.exp(-s), -s.sum(-1) if log_det else None
-        return x * torch.exp(s) + t, s.sum(-1) if log_det else None
+        return torch.addcmul(t, x, torch.exp(s)), s.sum(-1) if log_det else None
 
 
 class SplineTransform:
@@ -119,7 +119,7 @@ class CouplingBlock(nn.Module):
         self, u: torch.Tensor, c: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Map ``u`` to ``v``; returns ``(v, log|det J|)``."""
-        u1, u2 = u[..., : self.split], u[..., self.split :]
+        u1, u2 = u.split((self.split, u.shape[-1] - self.split), dim=-1)
         v1, ladj = self.transform(u1, self._params(self.net1, u2, c, u1.shape[-1]))
         if self.net2 is None:
             return v1, ladj
@@ -160,10 +160,12 @@ class Permutation(nn.Module):
         self.register_buffer("inv", torch.argsort(perm))
 
     def forward(self, u: torch.Tensor, c: torch.Tensor | None = None):
-        return u[..., self.perm], u.new_zeros(u.shape[:-1])
+        """Permute ``u``; returns ``(v, None)``: nothing to add to log|det J|."""
+        return u[..., self.perm], None
 
     def inverse(self, v: torch.Tensor, c: torch.Tensor | None = None, log_det: bool = True):
-        return v[..., self.inv], v.new_zeros(v.shape[:-1]) if log_det else None
+        """Undo the permutation; returns ``(u, None)``."""
+        return v[..., self.inv], None
 
 
 def make_transform(kind: str, bins: int = 8):
@@ -222,11 +224,11 @@ class InvertibleNetwork(nn.Module):
         self, theta: torch.Tensor, c: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Map ``theta`` to the latent ``z``; returns ``(z, log|det J|)``."""
-        ladj = theta.new_zeros(theta.shape[:-1])
+        ladj = None
         for layer in self.layers:
             theta, step = layer(theta, c)
-            ladj = ladj + step
-        return theta, ladj
+            ladj = _plus(ladj, step)
+        return theta, ladj if ladj is not None else theta.new_zeros(theta.shape[:-1])
 
     def inverse(
         self, z: torch.Tensor, c: torch.Tensor | None = None, log_det: bool = True
@@ -236,17 +238,26 @@ class InvertibleNetwork(nn.Module):
         With ``log_det=False`` (draws only) the log-determinant is not computed and
         ``None`` is returned in its place (a spline call ~8 % cheaper).
         """
-        ladj = z.new_zeros(z.shape[:-1]) if log_det else None
+        ladj = None
         for layer in reversed(self.layers):
             z, step = layer.inverse(z, c, log_det)
-            if log_det:
-                ladj = ladj + step
+            ladj = _plus(ladj, step)
+        if log_det and ladj is None:
+            ladj = z.new_zeros(z.shape[:-1])
         return z, ladj
 
     def log_prob(self, theta: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """log q(theta | c) under a standard normal latent."""
         z, ladj = self(theta, c)
         return standard_normal_log_prob(z) + ladj
+
+
+def _plus(total: torch.Tensor | None, term: torch.Tensor | None) -> torch.Tensor | None:
+    """``total + term``, where ``None`` is nothing (a layer without a log-determinant:
+    adding zeros would cost an operator forward and backward)."""
+    if term is None:
+        return total
+    return term if total is None else total + term
 
 
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:

@@ -108,7 +108,7 @@ class ConditionalMLP(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         h = self.bias  # context term first: it is small (one row per data set)
         if self.c_layer is not None and c is not None:
-            h = _context_term(c, self.c_layer.weight) + h
+            h = _context_term(c, self.c_layer.weight, h)
         if self.x_layer is None:  # h is broadcast (or the bias itself): not ours to overwrite
             h = silu(h.expand(*x.shape[:-1], h.shape[-1]), fresh=False)
         else:
@@ -116,8 +116,9 @@ class ConditionalMLP(nn.Module):
         return self.out(self.trunk(h))
 
 
-def _context_term(c: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """``c @ weight.T``; without gradient, row by row in a fixed order.
+def _context_term(c: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``c @ weight.T + bias`` (one operator in training); without gradient, row by row
+    in a fixed order.
 
     A matrix product's rounding depends on how many rows it is given (small products
     take other kernels), which would make a data set's draws depend, in the last bits,
@@ -126,8 +127,10 @@ def _context_term(c: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     The context has one row per data set, so this costs little.
     """
     if torch.is_grad_enabled():
-        return c @ weight.t()
-    return (c.unsqueeze(-2) * weight).sum(-1)
+        if c.dim() == 2:
+            return torch.addmm(bias, c, weight.t())
+        return c @ weight.t() + bias
+    return (c.unsqueeze(-2) * weight).sum(-1) + bias
 
 
 def _plus_linear(h: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
