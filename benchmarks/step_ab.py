@@ -46,8 +46,9 @@ def load_other(checkout: Path, name: str = "skcinn_other") -> ModuleType:
     return module
 
 
-def trained_parts(package: ModuleType, theta, x):
-    """``package``'s default network after one epoch, and the training tensors it got."""
+def trained_parts(package: ModuleType, theta, x, **options):
+    """``package``'s default network (or one with the estimator ``options``) after one
+    epoch on ``(theta, x)``, and the training tensors it was given."""
     fitting, seen = package._fitting, {}
     train = fitting.train
 
@@ -57,7 +58,8 @@ def trained_parts(package: ModuleType, theta, x):
 
     fitting.train = keep
     try:
-        est = package.CINNPosteriorEstimator(max_iter=1, random_state=0).fit(x, theta)
+        est = package.CINNPosteriorEstimator(max_iter=1, random_state=0, **options).fit(
+            x, theta)
     finally:
         fitting.train = train
     return est.network_.train(), seen["tensors"]

@@ -28,8 +28,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sbibm_harness import TASKS, training_pairs  # noqa: E402
+from step_ab import graph_nodes, trained_parts  # noqa: E402
 
-from skcinn import CINNPosteriorEstimator, _fitting  # noqa: E402
+import skcinn  # noqa: E402
 from skcinn._flat_parameters import FlatParameters  # noqa: E402
 from skcinn.training import (  # noqa: E402
     WeightAverage,
@@ -43,35 +44,15 @@ PHASES = ("forward", "backward", "clip", "adam", "average")
 
 
 def _trained_parts(task_name: str, **options):
-    """The default network (or one with the estimator ``options``) after one epoch, and
-    the training tensors it was given."""
+    """The default network (or one with the estimator ``options``) after one epoch on
+    the harness's 10,000 pairs of ``task_name``, and the training tensors it was given."""
     theta, x = training_pairs(TASKS[task_name](), 10_000, 0)
-    seen = {}
-    train = _fitting.train
-
-    def keep(model, tensors, *args, **kwargs):
-        seen["tensors"] = tensors
-        return train(model, tensors, *args, **kwargs)
-
-    _fitting.train = keep
-    try:
-        est = CINNPosteriorEstimator(max_iter=1, random_state=0, **options).fit(x, theta)
-    finally:
-        _fitting.train = train
-    return est.network_.train(), seen["tensors"]
+    return trained_parts(skcinn, theta, x, **options)
 
 
 def _graph_nodes(model, data) -> int:
-    """Autograd nodes behind the loss of one batch of 128 (a deterministic measure of
-    the per-operator work that dominates a small network's step)."""
-    loss = -batch_log_prob(model, tuple(t[:128] for t in data)).mean()
-    seen, todo = set(), [loss.grad_fn]
-    while todo:
-        node = todo.pop()
-        if node is not None and node not in seen:
-            seen.add(node)
-            todo.extend(parent for parent, _ in node.next_functions)
-    return len(seen)
+    """Autograd nodes behind the loss of one batch of 128."""
+    return graph_nodes(-batch_log_prob(model, tuple(t[:128] for t in data)).mean())
 
 
 def _steps(model, data, clip, n: int, gen, flatten: bool = False) -> dict[str, float]:
