@@ -108,7 +108,7 @@ class ConditionalMLP(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         h = self.bias  # context term first: it is small (one row per data set)
         if self.c_layer is not None and c is not None:
-            h = _context_term(c, self.c_layer.weight, h)
+            h = _context_term(c, self.c_layer.weight, self.bias)
         if self.x_layer is None:  # h is broadcast (or the bias itself): not ours to overwrite
             h = silu(h.expand(*x.shape[:-1], h.shape[-1]), fresh=False)
         else:
