@@ -12,6 +12,7 @@ achievable value is the mean KL divergence from the true posterior.
     python benchmarks/heldout_logdensity.py two_moons 1000 --bounded   # prior box as bounds
     python benchmarks/heldout_logdensity.py slcp 10000 --variant lu    # flow_variants.py
     python benchmarks/heldout_logdensity.py two_moons 10000 --c2st 10  # and C2ST on obs 1-10
+    python benchmarks/heldout_logdensity.py two_moons 10000 --history  # per-epoch scores
 
 It also reports the fit's CPU seconds, and with ``--draws`` the CPU seconds of 1,000
 draws for each of the harness's 1,000 amortisation data sets (the figures behind the
@@ -56,6 +57,9 @@ def main() -> None:
     parser.add_argument("--variant", help="a network variant of flow_variants.py, e.g. lu")
     parser.add_argument("--draws", action="store_true",
                         help="time 1,000 x 1,000 draws on the harness's amortisation sets")
+    parser.add_argument("--history", action="store_true",
+                        help="also print each epoch's validation score and learning rate "
+                             "(to replay a schedule's rules offline)")
     parser.add_argument("--c2st", type=int, default=0, metavar="N",
                         help="also score C2ST on the task's first N observations "
                              "(10,000 draws each, as the harness does)")
@@ -91,7 +95,7 @@ def main() -> None:
     theta_test = task.sample_prior(4000, test_rng)
     log_density = est.log_posterior(task.simulate(theta_test, test_rng), theta_test)
     print(json.dumps({
-        "task": args.task, "budget": args.budget, "options": args.options,
+        "task": args.task, "budget": args.budget, "seed": args.seed, "options": args.options,
         "variant": args.variant,
         "bounded": args.bounded, "fit_s": round(fit_s, 1), "fit_cpu_s": round(fit_cpu_s, 1),
         "draws_1000x1000_cpu_s": draws_cpu_s, "epochs": est.n_iter_,
@@ -99,6 +103,9 @@ def main() -> None:
         "heldout_log_density": round(float(np.mean(np.maximum(log_density, -50))), 3),
         **({} if scores is None else {"c2st": scores,
                                       "c2st_mean": round(float(np.mean(scores)), 4)}),
+        **({} if not args.history else {
+            "validation_scores": [round(v, 5) for v in est.validation_scores_],
+            "learning_rates": [float(f"{v:.3g}") for v in est.history_["learning_rate"]]}),
     }))
 
 
