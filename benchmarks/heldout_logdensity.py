@@ -104,7 +104,7 @@ def main() -> None:
         **({} if scores is None else {"c2st": scores,
                                       "c2st_mean": round(float(np.mean(scores)), 4)}),
         **({} if not args.history else {
-            "validation_scores": [round(v, 5) for v in est.validation_scores_],
+            "validation_scores": [float(v) for v in est.validation_scores_],
             "learning_rates": [float(f"{v:.3g}") for v in est.history_["learning_rate"]]}),
     }))
 
