@@ -7,8 +7,9 @@
 A rule that only stops a fit *earlier* sees the same scores up to its stop, so its
 outcome can be read off a recorded history without training again: the epoch it stops
 at and the best validation score it keeps (the weights it keeps are those of that
-score). The package's own plateau rule (``training._update_best`` and
-``training._lower_rate``) is replayed first and must stop where the fit did; then the
+score). The histories must come from fits with the estimator's default batch size,
+validation fraction and patience. The package's own plateau rule (``training._update_best``
+and ``training._lower_rate``) is replayed first and must stop where the fit did; then the
 variants: ``delta=<d>``, a rate division counts as fruitless unless it raised the best
 score by more than ``d`` nats (the package: by more than ``tol``), and ``reductions=<k>``,
 at most ``k`` divisions (the package: three). Per history: epochs and the change of the
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from types import SimpleNamespace
 
 from skcinn import training
@@ -46,6 +48,13 @@ def replay(scores, patience: int = 5, tol: float = 1e-4, delta: float | None = N
     return len(scores), state.history.best_score
 
 
+def default_patience(budget: int) -> int:
+    """The adaptive schedule's patience for ``budget`` simulations under the estimator's
+    defaults (10 % held out, batches of 128, 5 epochs or ``PLATEAU_STEPS`` steps)."""
+    steps = math.ceil(round(0.9 * budget) / 128)
+    return max(5, math.ceil(training.PLATEAU_STEPS / steps))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("histories", help="JSON lines of heldout_logdensity.py --history")
@@ -66,10 +75,11 @@ def main() -> None:
         if not scores:
             raise SystemExit(f"{run['task']} seed {run['seed']}: no validation scores "
                              "(record with --history and early stopping)")
-        _, kept = replay(scores)
+        patience = default_patience(run["budget"])
+        _, kept = replay(scores, patience)
         cells = []
         for name, options in variants.items():
-            epochs, best = replay(scores, **options)
+            epochs, best = replay(scores, patience, **options)
             totals[name][0] += epochs
             totals[name][1] += best - kept
             cells.append(f"{epochs} ({best - kept:+.4f})")
