@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from types import SimpleNamespace
 
 from skcinn import training
@@ -50,9 +49,9 @@ def replay(scores, patience: int = 5, tol: float = 1e-4, delta: float | None = N
 
 def default_patience(budget: int) -> int:
     """The adaptive schedule's patience for ``budget`` simulations under the estimator's
-    defaults (10 % held out, batches of 128, 5 epochs or ``PLATEAU_STEPS`` steps)."""
-    steps = math.ceil(round(0.9 * budget) / 128)
-    return max(5, math.ceil(training.PLATEAU_STEPS / steps))
+    defaults (10 % held out for validation)."""
+    return training.plateau_patience(training.TrainingConfig(),
+                                     budget - int(round(0.1 * budget)))
 
 
 def main() -> None:

@@ -412,9 +412,7 @@ def _train(model, data, validation, config, gen, device, refresh, resume, checkp
     optimizer = make_optimizer(params, config.learning_rate)
     state = _State(History())
     per_epoch = math.ceil(len(data[0]) / config.batch_size)  # optimisation steps
-    patience = config.n_iter_no_change
-    if config.schedule == "adaptive":
-        patience = max(patience, math.ceil(PLATEAU_STEPS / per_epoch))
+    patience = plateau_patience(config, len(data[0]))
     if config.schedule == "cosine":
         steps = config.max_iter * per_epoch
         scheduler = LambdaSchedule(
@@ -481,6 +479,16 @@ def _train(model, data, validation, config, gen, device, refresh, resume, checkp
     model.eval()
     history.seconds = time.perf_counter() - start
     return history
+
+
+def plateau_patience(config: TrainingConfig, n_train: int) -> int:
+    """Epochs without a better score that make a plateau on ``n_train`` training pairs:
+    ``n_iter_no_change``, and under the adaptive schedule at least ``PLATEAU_STEPS``
+    optimisation steps."""
+    if config.schedule != "adaptive":
+        return config.n_iter_no_change
+    steps = math.ceil(n_train / config.batch_size)
+    return max(config.n_iter_no_change, math.ceil(PLATEAU_STEPS / steps))
 
 
 def _submit(pool, refresh, epoch: int, config: TrainingConfig):

@@ -112,6 +112,10 @@ class CouplingBlock(nn.Module):
         self.net1 = subnet(rest, context, self.split * k)
         self.net2 = subnet(self.split, context, rest * k) if rest else None
 
+    def _halves(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(u[..., :split], u[..., split:])`` in one operator (one node backward)."""
+        return u.split((self.split, u.shape[-1] - self.split), dim=-1)
+
     def _params(self, net: nn.Module, x: torch.Tensor, c: torch.Tensor | None, size: int):
         return net(x, c).unflatten(-1, (size, self.transform.n_params))
 
@@ -119,7 +123,7 @@ class CouplingBlock(nn.Module):
         self, u: torch.Tensor, c: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Map ``u`` to ``v``; returns ``(v, log|det J|)``."""
-        u1, u2 = u.split((self.split, u.shape[-1] - self.split), dim=-1)
+        u1, u2 = self._halves(u)
         v1, ladj = self.transform(u1, self._params(self.net1, u2, c, u1.shape[-1]))
         if self.net2 is None:
             return v1, ladj
@@ -131,7 +135,7 @@ class CouplingBlock(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Map ``v`` back to ``u``; returns ``(u, log|det J|)`` of the inverse map
         (``None`` in its place without ``log_det``)."""
-        v1, v2 = v[..., : self.split], v[..., self.split :]
+        v1, v2 = self._halves(v)
         if self.net2 is None:
             params = self._params(self.net1, v2, c, v1.shape[-1])
             return self.transform(v1, params, True, log_det)
