@@ -149,6 +149,7 @@ class TrainingMixin:
             "n_coupling_blocks": (self.n_coupling_blocks, built["n_blocks"]),
             "hidden_layer_sizes": (tuple(self.hidden_layer_sizes), built["hidden"]),
             "coupling": (self._coupling(self.n_params_), built["coupling"]),
+            "latent": (self.latent, built.get("latent", "normal")),
             "summary_network": (_summary_name(self._resolve_summary(self.input_rank_)),
                                 self.summary_network_),
         }
@@ -337,7 +338,7 @@ class TrainingMixin:
             "summary": summary, "summary_out": None, "summary_dim": self.summary_dim,
             "summary_hidden": tuple(self.summary_hidden_sizes), "n_blocks": self.n_coupling_blocks,
             "coupling": self.coupling_, "hidden": tuple(self.hidden_layer_sizes),
-            "bins": self.spline_bins, "seed": tu.seed_from(rng),
+            "bins": self.spline_bins, "seed": tu.seed_from(rng), "latent": self.latent,
         }
         if isinstance(summary, nn.Module):
             probe = self._tensors(data.take(np.arange(min(len(data), 8))))
@@ -345,8 +346,12 @@ class TrainingMixin:
             self._network_config["summary_out"] = summary_size(summary, *probe)
         with tu.seeded_init(tu.seed_from(rng)):
             self.network_ = build_posterior_network(self._network_config).to(self.device_)
-        z = torch.randn(PREDICT_DRAWS // 2, n_params, generator=tu.generator(tu.seed_from(rng)))
-        self._predict_z = torch.cat([z, -z])
+        flow = self.network_.flow
+        z = torch.randn(PREDICT_DRAWS // 2, flow.latent_width(),
+                        generator=tu.generator(tu.seed_from(rng)))
+        mirror = torch.ones(z.shape[-1])
+        mirror[:n_params] = -1.0  # antithetic in the parameters' columns only
+        self._predict_z = torch.cat([z, z * mirror])
 
     def _resolve_summary(self, rank: int) -> str | nn.Module | None:
         """The summary network for X of this rank: by name, ``"auto"``, or a module."""

@@ -22,6 +22,7 @@ from ._posterior_methods import PosteriorMethodsMixin, check_n_samples
 from ._sklearn_compat import Interval, StrOptions, _fit_context
 from ._validation import InputValidationMixin
 from .data import DataSets
+from .networks.latent import LATENTS
 from .networks.posterior import build_posterior_network
 from .networks.summary import SUMMARY_NETWORKS
 from .training import SCHEDULES, inside_box
@@ -66,6 +67,12 @@ class CINNPosteriorEstimator(
         Hidden widths of every coupling sub-network.
     spline_bins : int, default=8
         Bins of each spline (``coupling="spline"`` or one parameter).
+    latent : {"normal", "student_t"}, default="normal"
+        Where the invertible network maps the parameters: a standard normal, or a
+        multivariate Student-t whose degrees of freedom are learned with the networks
+        (from 30; ``latent_df_`` after fitting). The Student-t's heavier tails suit
+        posteriors with heavy tails, several modes or a sharp peak on a wide base, and
+        tend to a normal where the posterior is Gaussian (benchmarks/README.md).
     summary_network : str, torch.nn.Module or None, default="auto"
         How data sets are embedded. ``"auto"`` chooses by the form of ``X``: none for
         flat features (n, n_features), ``"deepset"`` for sets (n, n_obs, n_features) and
@@ -203,6 +210,9 @@ class CINNPosteriorEstimator(
     ----------
     n_params_ : int
         Number of parameters.
+    latent_df_ : float or None
+        The Student-t latent's learned degrees of freedom (``latent="student_t"``);
+        None for the normal latent.
     parameter_names_ : ndarray of str
         Names from a DataFrame ``y`` or a dict prior; ``theta_0, ...`` otherwise.
     support_ : str
@@ -271,6 +281,7 @@ class CINNPosteriorEstimator(
         "coupling": [StrOptions({"affine", "spline"})],
         "hidden_layer_sizes": [tuple, list],
         "spline_bins": [Interval(Integral, 2, None, closed="left")],
+        "latent": [StrOptions(set(LATENTS))],
         "summary_network": [StrOptions({"auto", *SUMMARY_NETWORKS}), None, nn.Module],
         "summary_dim": [Interval(Integral, 1, None, closed="left")],
         "summary_hidden_sizes": [tuple, list],
@@ -305,6 +316,7 @@ class CINNPosteriorEstimator(
         coupling: str = "affine",
         hidden_layer_sizes: tuple[int, ...] = (64, 64),
         spline_bins: int = 8,
+        latent: str = "normal",
         summary_network: str | None = "auto",
         summary_dim: int = 16,
         summary_hidden_sizes: tuple[int, ...] = (64, 64),
@@ -335,6 +347,7 @@ class CINNPosteriorEstimator(
         self.coupling = coupling
         self.hidden_layer_sizes = hidden_layer_sizes
         self.spline_bins = spline_bins
+        self.latent = latent
         self.summary_network = summary_network
         self.summary_dim = summary_dim
         self.summary_hidden_sizes = summary_hidden_sizes
@@ -609,7 +622,7 @@ class CINNPosteriorEstimator(
         gen = tu.generator(tu.seed_from(check_random_state(random_state)))
 
         def latent(n_sets, n_draws, round_):
-            return torch.randn(n_sets, n_draws, self.n_params_, generator=gen)
+            return torch.randn(n_sets, n_draws, self._latent_width(), generator=gen)
 
         draws = self._draw(data, n_samples, latent)
         return draws_to_frame(draws, self.parameter_names_) if as_frame else draws
@@ -644,6 +657,17 @@ class CINNPosteriorEstimator(
             mean, std = mean[:, 0], std[:, 0]
         return (mean, std) if return_std else mean
 
+    @property
+    def latent_df_(self) -> float | None:
+        """The Student-t latent's learned degrees of freedom; None for a normal latent."""
+        check_is_fitted(self)
+        latent = self.network_.flow.latent
+        return float(latent.df().detach()) if hasattr(latent, "df") else None
+
+    def _latent_width(self) -> int:
+        """Standard normal base columns per draw (the latent maps them to its draws)."""
+        return self.network_.flow.latent_width()
+
     def _fixed_latent(self, n_sets: int, n_draws: int, round_: int) -> torch.Tensor:
         """Base draws shared by all data sets, fixed per round: a data set's result
         then does not depend on which others are passed. Round 0 is antithetic."""
@@ -651,12 +675,12 @@ class CINNPosteriorEstimator(
             z = self._predict_z
         else:
             gen = tu.generator(round_)
-            z = torch.randn(n_draws, self.n_params_, generator=gen)
+            z = torch.randn(n_draws, self._latent_width(), generator=gen)
         return z.expand(n_sets, *z.shape)
 
     def _log_acceptance(self, cond: torch.Tensor, threads: int) -> np.ndarray:
         """log P(draw inside the support | X) per condition (draws rejected outside)."""
-        z = tu.quasi_normal(ACCEPTANCE_DRAWS, self.n_params_)
+        z = tu.quasi_normal(ACCEPTANCE_DRAWS, self._latent_width())
         draws = self._flow_draws(cond, ACCEPTANCE_DRAWS, lambda n: z.expand(n, *z.shape),
                                  threads)
         accepted = self._inside(draws).sum(axis=1)
@@ -718,6 +742,7 @@ class CINNPosteriorEstimator(
         state = dict(state)
         state.setdefault("learning_rate", "cosine")  # saved before the schedules existed
         state.setdefault("ema_decay", 0.0)  # ... before the weight average
+        state.setdefault("latent", "normal")  # ... before the Student-t latent
         weights = state.get("network_")
         if weights is not None:
             state["device_"] = tu.resolve_device(state["device"])

@@ -118,7 +118,7 @@ class Truncation:
                           gen: torch.Generator) -> torch.Tensor:
         """:meth:`log_prob` with ``draws`` random base draws per pair from ``gen``."""
         theta = batch[0]
-        z = torch.randn(len(theta), self.draws, theta.shape[-1], generator=gen,
+        z = torch.randn(len(theta), self.draws, model.flow.latent_width(), generator=gen,
                         device=gen.device)
         return self.log_prob(model, batch, z.to(theta.device))
 
@@ -190,7 +190,7 @@ def mean_log_prob(model: nn.Module, data: Tensors, device: torch.device,
     total = 0.0
     n = len(data[0])
     if truncation is not None:
-        z = quasi_normal(truncation.validation_draws, data[0].shape[-1]).to(device)
+        z = quasi_normal(truncation.validation_draws, model.flow.latent_width()).to(device)
     for start in range(0, n, size):
         chunk = _to(tuple(t[start : start + size] for t in data), device)
         log_q = (model.log_prob(*chunk) if truncation is None

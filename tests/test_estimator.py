@@ -872,6 +872,7 @@ def test_warm_start_continues_training(flat):
 @pytest.mark.parametrize(("params", "named"), [
     ({"hidden_layer_sizes": (8,)}, r"hidden_layer_sizes=\(8,\) \(built with \(16, 16\)\)"),
     ({"coupling": "spline"}, r"coupling='spline' \(built with 'affine'\)"),
+    ({"latent": "student_t"}, r"latent='student_t' \(built with 'normal'\)"),
     ({"n_coupling_blocks": 3, "summary_dim": 5}, r"n_coupling_blocks=3 .*summary_dim=5"),
     ({"summary_network": "set_transformer"}, r"summary_network='set_transformer'"),
 ])

@@ -14,8 +14,8 @@ from skcinn.networks.coupling import (
     InvertibleNetwork,
     Permutation,
     make_transform,
-    standard_normal_log_prob,
 )
+from skcinn.networks.latent import standard_normal_log_prob
 from skcinn.networks.posterior import PosteriorNetwork
 from skcinn.networks.spline import rational_quadratic_spline
 from skcinn.networks.summary import DeepSet

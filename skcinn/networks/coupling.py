@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from .latent import make_latent
 from .mlp import ConditionalMLP
 from .spline import rational_quadratic_spline
 
@@ -200,6 +201,8 @@ class InvertibleNetwork(nn.Module):
         Seed of the permutations.
     bins : int
         Spline bins (``coupling="spline"``).
+    latent : {"normal", "student_t"}
+        The latent distribution (:mod:`skcinn.networks.latent`).
     """
 
     def __init__(
@@ -211,6 +214,7 @@ class InvertibleNetwork(nn.Module):
         hidden: Sequence[int] = (128, 128),
         seed: int = 0,
         bins: int = 8,
+        latent: str = "normal",
     ) -> None:
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
@@ -223,6 +227,7 @@ class InvertibleNetwork(nn.Module):
             layers.append(CouplingBlock(features, context, transform, subnet))
         self.layers = nn.ModuleList(layers)
         self.features = features
+        self.latent = make_latent(latent)
 
     def forward(
         self, theta: torch.Tensor, c: torch.Tensor | None = None
@@ -251,9 +256,17 @@ class InvertibleNetwork(nn.Module):
         return z, ladj
 
     def log_prob(self, theta: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        """log q(theta | c) under a standard normal latent."""
+        """log q(theta | c): the latent's log density at z plus the log-determinant."""
         z, ladj = self(theta, c)
-        return standard_normal_log_prob(z) + ladj
+        return self.latent.log_prob(z) + ladj
+
+    def latent_width(self) -> int:
+        """Standard normal base columns one draw takes (:meth:`from_normal`)."""
+        return self.features + self.latent.extra
+
+    def from_normal(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent draws from standard normal base values (..., :meth:`latent_width`)."""
+        return self.latent.from_normal(z)
 
 
 def _plus(total: torch.Tensor | None, term: torch.Tensor | None) -> torch.Tensor | None:
@@ -263,7 +276,3 @@ def _plus(total: torch.Tensor | None, term: torch.Tensor | None) -> torch.Tensor
         return total
     return term if total is None else total + term
 
-
-def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
-    """log N(z; 0, I), summed over the last axis."""
-    return -0.5 * (z * z).sum(-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)

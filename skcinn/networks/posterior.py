@@ -8,7 +8,7 @@ import inspect
 import torch
 from torch import nn
 
-from .coupling import InvertibleNetwork, standard_normal_log_prob
+from .coupling import InvertibleNetwork
 from .summary import make_summary_network
 
 
@@ -44,17 +44,19 @@ class PosteriorNetwork(nn.Module):
         return self.flow.log_prob(theta, self.condition(x, mask))
 
     def sample(self, z: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draws from latents ``z`` (n, s, d) and conditions ``c`` (n, k).
+        """Draws from standard normal base values ``z`` (n, s, ``flow.latent_width()``)
+        and conditions ``c`` (n, k).
 
         Returns the draws and their log densities, each condition computed once and
         broadcast over its ``s`` draws.
         """
+        z = self.flow.from_normal(z)
         theta, ladj = self.flow.inverse(z, c.unsqueeze(1))
-        return theta, standard_normal_log_prob(z) - ladj
+        return theta, self.flow.latent.log_prob(z) - ladj
 
     def draw(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Draws only, as :meth:`sample` without their log densities (cheaper)."""
-        return self.flow.inverse(z, c.unsqueeze(1), log_det=False)[0]
+        return self.flow.inverse(self.flow.from_normal(z), c.unsqueeze(1), log_det=False)[0]
 
 
 class ModuleSummary(nn.Module):
@@ -102,7 +104,8 @@ def build_posterior_network(config: dict) -> PosteriorNetwork:
 
     Keys: ``n_params``, ``n_features``, ``summary`` (a name, None, or a user module),
     ``summary_out`` (a user module's output size), ``summary_dim``, ``summary_hidden``,
-    ``n_blocks``, ``coupling``, ``hidden``, ``seed``, ``bins``.
+    ``n_blocks``, ``coupling``, ``hidden``, ``seed``, ``bins`` and ``latent`` (absent in
+    models saved before it existed: ``"normal"``).
     """
     if isinstance(config["summary"], nn.Module):
         summary = ModuleSummary(copy.deepcopy(config["summary"]), config["summary_out"])
@@ -114,6 +117,6 @@ def build_posterior_network(config: dict) -> PosteriorNetwork:
     context = config["n_features"] if summary is None else summary.out_features
     flow = InvertibleNetwork(
         config["n_params"], context, config["n_blocks"], config["coupling"],
-        config["hidden"], config["seed"], config["bins"],
+        config["hidden"], config["seed"], config["bins"], config.get("latent", "normal"),
     )
     return PosteriorNetwork(flow, summary)
