@@ -31,6 +31,10 @@ Each variant patches the package's network, optimiser or schedule for one measur
   raw score.
 - ``relu``: the coupling conditioners use ReLU instead of SiLU (the summary network
   keeps SiLU).
+- ``student_t=<df>``: the Student-t latent (``latent="student_t"``) with ``df`` degrees
+  of freedom fixed; ``student_t_learn=<df>[,<speed>]``: learned from ``df``, their log
+  moving ``speed`` times as fast as the weights (the package: 30 and
+  ``latent.DF_SPEED``).
 - ``dropout=<p>``: dropout with probability ``p`` after every hidden activation of the
   coupling conditioners (BayesFlow's default is 0.05); off when sampling.
 - ``linear_skip``: each coupling conditioner adds a linear map of its inputs (the other
@@ -57,7 +61,7 @@ import torch
 from torch import nn
 
 from skcinn import training
-from skcinn.networks import coupling, summary
+from skcinn.networks import coupling, latent, summary
 from skcinn.networks.mlp import MLP, ConditionalMLP
 
 
@@ -304,11 +308,31 @@ def apply(variant: str) -> None:
         _truncate_one_draw()
     elif variant == "truncate_outside":
         _truncate_outside()
+    elif variant.startswith(("student_t=", "student_t_learn=")):
+        name, values = variant.split("=", 1)
+        df, speed = (float(v) for v in (values + ",1").split(",")[:2])
+        _student_t_latent(df, learn=name == "student_t_learn", speed=speed)
     elif variant.startswith("dropout="):
         p = float(variant.split("=", 1)[1])
         _conditioner_activation(nn.Sequential(nn.SiLU(), nn.Dropout(p)))
     else:
         raise ValueError(f"unknown variant {variant!r}")
+
+
+def _student_t_latent(df: float, learn: bool = False, speed: float = 1.0) -> None:
+    """Every flow gets the package's Student-t latent (``latent="student_t"``), starting
+    from ``df`` degrees of freedom, their log moving ``speed`` times as fast as the
+    weights; without ``learn`` the degrees of freedom stay fixed."""
+
+    def make(kind):
+        t = latent.StudentTLatent(df, speed)
+        if not learn:
+            log_df = t.log_df.detach()
+            del t.log_df
+            t.register_buffer("log_df", log_df)
+        return t
+
+    coupling.make_latent = make
 
 
 def _smoothed_update_best(weight: float):

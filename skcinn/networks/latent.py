@@ -8,6 +8,7 @@ and fixed antithetic draws all serve either latent and stay reproducible from on
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -89,7 +90,7 @@ class StudentTLatent(nn.Module):
         nu = float(self.df())
         low = e.double().clamp(_GRID[0], _GRID[-1]) - _GRID[0]
         step = _GRID[1] - _GRID[0]
-        table = torch.from_numpy(_log_chi2_quantiles(nu)).to(e.device)
+        table = _log_chi2_quantiles(nu).to(e.device)
         i = (low / step).floor().clamp(max=len(_GRID) - 2)
         frac = low / step - i
         i = i.long()
@@ -97,13 +98,15 @@ class StudentTLatent(nn.Module):
         return g * torch.exp(0.5 * (math.log(nu) - log_w)).to(g.dtype)
 
 
-def _log_chi2_quantiles(nu: float) -> np.ndarray:
+@lru_cache(maxsize=8)
+def _log_chi2_quantiles(nu: float) -> torch.Tensor:
     """log of the chi-square(nu) quantiles at the normal probabilities of ``_GRID``,
-    each tail from its own side (no 1 - p rounding)."""
+    each tail from its own side (no 1 - p rounding); kept for the last few ``nu``, as
+    draws come in chunks (shared between calls: not to be written to)."""
     a = nu / 2
     lower = 2 * special.gammaincinv(a, special.ndtr(np.minimum(_GRID, 0)))
     upper = 2 * special.gammainccinv(a, special.ndtr(-np.maximum(_GRID, 0)))
-    return np.log(np.where(_GRID < 0, lower, upper))
+    return torch.from_numpy(np.log(np.where(_GRID < 0, lower, upper)))
 
 
 def make_latent(kind: str) -> nn.Module:
