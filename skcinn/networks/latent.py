@@ -88,13 +88,10 @@ class StudentTLatent(nn.Module):
         quantiles (tabulated for this ``nu`` and interpolated: relative error < 1e-5)."""
         g, e = z[..., :-1], z[..., -1:]
         nu = float(self.df())
-        low = e.double().clamp(_GRID[0], _GRID[-1]) - _GRID[0]
-        step = _GRID[1] - _GRID[0]
         table = _log_chi2_quantiles(nu).to(e.device)
-        i = (low / step).floor().clamp(max=len(_GRID) - 2)
-        frac = low / step - i
-        i = i.long()
-        log_w = torch.lerp(table[i], table[i + 1], frac)
+        at = (e.double().clamp(_GRID[0], _GRID[-1]) - _GRID[0]) / (_GRID[1] - _GRID[0])
+        i = at.floor().clamp(max=len(_GRID) - 2)
+        log_w = torch.lerp(table[i.long()], table[i.long() + 1], at - i)
         return g * torch.exp(0.5 * (math.log(nu) - log_w)).to(g.dtype)
 
 
