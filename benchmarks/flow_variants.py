@@ -33,7 +33,7 @@ Each variant patches the package's network, optimiser or schedule for one measur
   keeps SiLU).
 - ``student_t=<df>``: the Student-t latent (``latent="student_t"``) with ``df`` degrees
   of freedom fixed; ``student_t_learn=<df>[,<speed>]``: learned from ``df``, their log
-  moving ``speed`` times as fast as the weights (the package: 30 and
+  moving ``speed`` times as fast as the weights (the package: ``latent.DF_INIT`` and
   ``latent.DF_SPEED``).
 - ``dropout=<p>``: dropout with probability ``p`` after every hidden activation of the
   coupling conditioners (BayesFlow's default is 0.05); off when sampling.

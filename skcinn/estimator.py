@@ -70,7 +70,7 @@ class CINNPosteriorEstimator(
     latent : {"normal", "student_t"}, default="normal"
         Where the invertible network maps the parameters: a standard normal, or a
         multivariate Student-t whose degrees of freedom are learned with the networks
-        (from 30; ``latent_df_`` after fitting). The Student-t's heavier tails suit
+        (from 100; ``latent_df_`` after fitting). The Student-t's heavier tails suit
         posteriors with heavy tails, several modes or a sharp peak on a wide base, and
         tend to a normal where the posterior is Gaussian (benchmarks/README.md).
     summary_network : str, torch.nn.Module or None, default="auto"

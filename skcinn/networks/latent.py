@@ -18,7 +18,7 @@ from torch import nn
 LATENTS = ("normal", "student_t")
 """Names :func:`make_latent` builds."""
 
-DF_INIT = 30.0  # the Student-t latent's degrees of freedom at the start of training
+DF_INIT = 100.0  # the Student-t latent's degrees of freedom at the start of training
 DF_SPEED = 3.0  # its log-df is this times a parameter: Adam moves it this much faster
 DF_MIN = 2.0  # and they stay above this (finite variance: no draw far off in the tails)
 _GRID = np.linspace(-10.0, 10.0, 2049)  # base values where the radius is tabulated
