@@ -261,12 +261,9 @@ class InvertibleNetwork(nn.Module):
         return self.latent.log_prob(z) + ladj
 
     def latent_width(self) -> int:
-        """Standard normal base columns one draw takes (:meth:`from_normal`)."""
+        """Standard normal base columns one draw takes (``latent.from_normal`` maps
+        them to latent draws)."""
         return self.features + self.latent.extra
-
-    def from_normal(self, z: torch.Tensor) -> torch.Tensor:
-        """Latent draws from standard normal base values (..., :meth:`latent_width`)."""
-        return self.latent.from_normal(z)
 
 
 def _plus(total: torch.Tensor | None, term: torch.Tensor | None) -> torch.Tensor | None:

@@ -50,13 +50,14 @@ class PosteriorNetwork(nn.Module):
         Returns the draws and their log densities, each condition computed once and
         broadcast over its ``s`` draws.
         """
-        z = self.flow.from_normal(z)
+        z = self.flow.latent.from_normal(z)
         theta, ladj = self.flow.inverse(z, c.unsqueeze(1))
         return theta, self.flow.latent.log_prob(z) - ladj
 
     def draw(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Draws only, as :meth:`sample` without their log densities (cheaper)."""
-        return self.flow.inverse(self.flow.from_normal(z), c.unsqueeze(1), log_det=False)[0]
+        z = self.flow.latent.from_normal(z)
+        return self.flow.inverse(z, c.unsqueeze(1), log_det=False)[0]
 
 
 class ModuleSummary(nn.Module):
