@@ -42,6 +42,10 @@ Each variant patches the package's network, optimiser or schedule for one measur
   in the data need no hidden units.
 - ``input_noise=<sd_x>,<sd_theta>``: Gaussian noise of these sds added to the
   standardised flat data and parameters of every training batch (noise regularisation).
+- ``set_subsample=<p>``: each training set is, with probability ``p`` per batch, cut
+  to a random subset of its members (size uniform between the smallest training set's
+  and its own); a subset of an i.i.d. set is a fresh data set of the same θ (set data
+  augmentation).
 - Training the flow truncated to the support's box, measured here first, is now the
   estimator's ``support="truncate"``.
 - ``truncate_one_draw``: with ``support="truncate"``, the gradient of ``log Q`` from one
@@ -304,6 +308,8 @@ def apply(variant: str) -> None:
             return plain(model, batch, *truncation)
 
         training.batch_log_prob = noisy
+    elif variant.startswith("set_subsample="):
+        _set_subsample(float(variant.split("=", 1)[1]))
     elif variant == "truncate_one_draw":
         _truncate_one_draw()
     elif variant == "truncate_outside":
@@ -317,6 +323,26 @@ def apply(variant: str) -> None:
         _conditioner_activation(nn.Sequential(nn.SiLU(), nn.Dropout(p)))
     else:
         raise ValueError(f"unknown variant {variant!r}")
+
+
+def _set_subsample(p: float) -> None:
+    """Training batches of sets keep a random subset of each set's members with
+    probability ``p`` (at least as many as the smallest set of the batch holds)."""
+    plain = training.batch_log_prob
+
+    def subsampled(model, batch, truncation=None, gen=None):
+        if model.training and len(batch) == 3 and batch[2] is not None:
+            theta, x, mask = batch
+            n = mask.sum(dim=1)
+            low = n.min()
+            u = torch.rand((3, *mask.shape), generator=gen, device=mask.device)
+            size = low + (u[0, :, 0] * (n - low + 1)).long().clamp(max=n - low)
+            size = torch.where(u[1, :, 0] < p, size, n)
+            rank = u[2].masked_fill(~mask.bool(), 2.0).argsort(1).argsort(1)
+            batch = (theta, x, mask & (rank < size.unsqueeze(1)).to(mask.dtype))
+        return plain(model, batch, truncation, gen)
+
+    training.batch_log_prob = subsampled
 
 
 def _student_t_latent(df: float, learn: bool = False, speed: float = 1.0) -> None:
