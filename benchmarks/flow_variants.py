@@ -42,6 +42,11 @@ Each variant patches the package's network, optimiser or schedule for one measur
   in the data need no hidden units.
 - ``input_noise=<sd_x>,<sd_theta>``: Gaussian noise of these sds added to the
   standardised flat data and parameters of every training batch (noise regularisation).
+- ``scale_mixture=<scale>,<weight>[,<speed>]``: the scale-mixture latent
+  (``latent="scale_mixture"``) started from other values: N(0, I) and N(0, scale² I)
+  with weight ``weight`` on the second, scales and weights learned, their logs
+  ``speed`` times as fast as the weights (the package: ``latent.MIXTURE_SCALE_INIT``,
+  ``MIXTURE_WEIGHT_INIT``, ``MIXTURE_SPEED``).
 - ``set_subsample=<p>``: each training set is, with probability ``p`` per batch, cut
   to a random subset of its members (size uniform between the smallest training set's
   and its own); a subset of an i.i.d. set is a fresh data set of the same θ (set data
@@ -308,6 +313,9 @@ def apply(variant: str) -> None:
             return plain(model, batch, *truncation)
 
         training.batch_log_prob = noisy
+    elif variant.startswith("scale_mixture="):
+        args = [float(v) for v in variant.split("=", 1)[1].split(",")]
+        coupling.make_latent = lambda kind: latent.ScaleMixtureLatent(*args)
     elif variant.startswith("set_subsample="):
         _set_subsample(float(variant.split("=", 1)[1]))
     elif variant == "truncate_one_draw":

@@ -67,12 +67,15 @@ class CINNPosteriorEstimator(
         Hidden widths of every coupling sub-network.
     spline_bins : int, default=8
         Bins of each spline (``coupling="spline"`` or one parameter).
-    latent : {"normal", "student_t"}, default="normal"
-        Where the invertible network maps the parameters: a standard normal, or a
+    latent : {"normal", "student_t", "scale_mixture"}, default="normal"
+        Where the invertible network maps the parameters: a standard normal; a
         multivariate Student-t whose degrees of freedom are learned with the networks
-        (from 100; ``latent_df_`` after fitting). The Student-t's heavier tails suit
-        posteriors with heavy tails, several modes or a sharp peak on a wide base, and
-        tend to a normal where the posterior is Gaussian (benchmarks/README.md).
+        (from 100; ``latent_df_`` after fitting); or a mixture of two centred normals
+        whose scales and weights are learned (starting at N(0, I) with 5 % of the
+        weight on N(0, 0.3² I)). The Student-t's heavier tails suit posteriors with
+        heavy tails or several modes, the scale mixture posteriors with a sharp peak on
+        a wide base; both stay close to a normal where the posterior is Gaussian
+        (benchmarks/README.md).
     summary_network : str, torch.nn.Module or None, default="auto"
         How data sets are embedded. ``"auto"`` chooses by the form of ``X``: none for
         flat features (n, n_features), ``"deepset"`` for sets (n, n_obs, n_features) and

@@ -201,7 +201,7 @@ class InvertibleNetwork(nn.Module):
         Seed of the permutations.
     bins : int
         Spline bins (``coupling="spline"``).
-    latent : {"normal", "student_t"}
+    latent : {"normal", "student_t", "scale_mixture"}
         The latent distribution (:mod:`skcinn.networks.latent`).
     """
 
