@@ -72,7 +72,8 @@ class CINNPosteriorEstimator(
         multivariate Student-t whose degrees of freedom are learned with the networks
         (from 100; ``latent_df_`` after fitting); or a mixture of two centred normals
         whose scales and weights are learned (starting at N(0, I) with 5 % of the
-        weight on N(0, 0.3² I)). The Student-t's heavier tails suit posteriors with
+        weight on N(0, 0.3² I); after fitting ``network_.flow.latent.scales()`` and
+        ``.weights()``). The Student-t's heavier tails suit posteriors with
         heavy tails or several modes, the scale mixture posteriors with a sharp peak on
         a wide base; both stay close to a normal where the posterior is Gaussian
         (benchmarks/README.md).
@@ -215,7 +216,7 @@ class CINNPosteriorEstimator(
         Number of parameters.
     latent_df_ : float or None
         The Student-t latent's learned degrees of freedom (``latent="student_t"``);
-        None for the normal latent.
+        None for the other latents.
     parameter_names_ : ndarray of str
         Names from a DataFrame ``y`` or a dict prior; ``theta_0, ...`` otherwise.
     support_ : str
@@ -662,7 +663,7 @@ class CINNPosteriorEstimator(
 
     @property
     def latent_df_(self) -> float | None:
-        """The Student-t latent's learned degrees of freedom; None for a normal latent."""
+        """The Student-t latent's learned degrees of freedom; None for the other latents."""
         check_is_fitted(self)
         latent = self.network_.flow.latent
         return float(latent.df().detach()) if hasattr(latent, "df") else None
