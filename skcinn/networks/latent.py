@@ -94,7 +94,8 @@ class StudentTLatent(nn.Module):
         table = _log_chi2_quantiles(nu).to(e.device)
         at = (e.double().clamp(_GRID[0], _GRID[-1]) - _GRID[0]) / (_GRID[1] - _GRID[0])
         i = at.floor().clamp(max=len(_GRID) - 2)
-        log_w = torch.lerp(table[i.long()], table[i.long() + 1], at - i)
+        j = i.long()
+        log_w = torch.lerp(table[j], table[j + 1], at - i)
         return g * torch.exp(0.5 * (math.log(nu) - log_w)).to(g.dtype)
 
 
@@ -128,19 +129,24 @@ class ScaleMixtureLatent(nn.Module):
         self.log_scales = nn.Parameter(torch.tensor([0.0, math.log(scale)]) / speed)
         self.logits = nn.Parameter(torch.tensor([0.0, math.log(weight / (1 - weight))]) / speed)
 
+    def _log_scales(self) -> torch.Tensor:
+        return self.speed * self.log_scales
+
+    def _log_weights(self) -> torch.Tensor:
+        return torch.log_softmax(self.speed * self.logits, 0)
+
     def scales(self) -> torch.Tensor:
         """The components' scales :math:`(s_0, s_1)`."""
-        return torch.exp(self.speed * self.log_scales)
+        return torch.exp(self._log_scales())
 
     def weights(self) -> torch.Tensor:
         """The components' weights :math:`(w_0, w_1)`."""
-        return torch.softmax(self.speed * self.logits, 0)
+        return torch.exp(self._log_weights())
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z) per row."""
         d = z.shape[-1]
-        log_s = self.speed * self.log_scales
-        log_w = torch.log_softmax(self.speed * self.logits, 0)
+        log_s, log_w = self._log_scales(), self._log_weights()
         r2 = (z * z).sum(-1, keepdim=True)
         terms = log_w - d * log_s - 0.5 * r2 * torch.exp(-2 * log_s)
         return torch.logsumexp(terms, -1) - 0.5 * d * math.log(2 * math.pi)
