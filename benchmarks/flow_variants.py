@@ -31,6 +31,9 @@ Each variant patches the package's network, optimiser or schedule for one measur
   raw score.
 - ``relu``: the coupling conditioners use ReLU instead of SiLU (the summary network
   keeps SiLU).
+- ``hardswish``: every network's SiLU (coupling conditioners and summary network) becomes
+  the hard swish, x·min(max(x + 3, 0), 6)/6, its piecewise-quadratic approximation
+  without an exponential.
 - ``student_t=<df>``: the Student-t latent (``latent="student_t"``) with ``df`` degrees
   of freedom fixed; ``student_t_learn=<df>[,<speed>]``: learned from ``df``, their log
   moving ``speed`` times as fast as the weights (the package: ``latent.DF_INIT`` and
@@ -70,7 +73,7 @@ import torch
 from torch import nn
 
 from skcinn import training
-from skcinn.networks import coupling, latent, summary
+from skcinn.networks import coupling, latent, mlp, summary
 from skcinn.networks.mlp import MLP, ConditionalMLP
 
 
@@ -144,6 +147,11 @@ def _rebuild(insert) -> None:
         self.layers = nn.ModuleList(insert(list(self.layers), features, context, hidden))
 
     coupling.InvertibleNetwork.__init__ = init
+
+
+def _hardswish(x: torch.Tensor, fresh: bool = True) -> torch.Tensor:
+    """``mlp.silu``'s signature and in-place rule, with the hard swish."""
+    return nn.functional.hardswish(x, inplace=fresh and not torch.is_grad_enabled())
 
 
 def _conditioner_activation(activation: nn.Module) -> None:
@@ -299,6 +307,8 @@ def apply(variant: str) -> None:
         training._update_best = _smoothed_update_best(weight)
     elif variant == "relu":
         _conditioner_activation(nn.ReLU())
+    elif variant == "hardswish":
+        mlp.silu = _hardswish
     elif variant == "linear_skip":
         _linear_skip()
     elif variant.startswith("input_noise="):
